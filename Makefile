@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each sets up
+# everything it needs on a machine that has only Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install migrate check clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime and test dependencies in one venv; reinstalled only when a requirements file changes.
+$(STAMP): requirements.txt requirements-test.txt | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-test.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py run_local
+
+test: install
+	$(PY) -m pytest
+
+check: install
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -1,0 +1,165 @@
+import csv
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import StreamingHttpResponse
+from django.urls import path
+from django.utils import timezone
+
+from access.models import AuditEvent, LicenseVersion, ModelFamily, ModelVariant
+from access.services.audit import audit_event_record
+from access.services.catalog import license_publish
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Admin edits are state changes too: each save writes an audit event in the
+    admin's own transaction."""
+
+    audit_action_prefix = ""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_event_record(
+            action=f"{self.audit_action_prefix}.{'changed' if change else 'created'}",
+            actor=request.user,
+            target=obj,
+            request=request,
+            details={"fields": sorted(form.changed_data)},
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        # Catalog rows are referenced by requests, grants and the audit log: unlist, never delete.
+        return False
+
+
+@admin.register(ModelFamily)
+class ModelFamilyAdmin(AuditedModelAdmin):
+    audit_action_prefix = "catalog.family"
+    list_display = ["name", "slug", "released_on"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(ModelVariant)
+class ModelVariantAdmin(AuditedModelAdmin):
+    audit_action_prefix = "catalog.variant"
+    list_display = ["name", "slug", "family", "parameters", "training_tokens", "approvals_required", "sandbox", "is_listed"]
+    list_filter = ["family", "sandbox", "is_listed", "approvals_required"]
+    search_fields = ["name", "slug"]
+
+
+@admin.register(LicenseVersion)
+class LicenseVersionAdmin(admin.ModelAdmin):
+    """Publishing is adding a version; a published text never changes."""
+
+    list_display = ["family", "version", "title", "effective_at", "sha256", "published_by"]
+    list_filter = ["family"]
+    fields = ["family", "version", "title", "text", "effective_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [*self.fields, "sha256", "published_at", "published_by"]
+        return []
+
+    def get_fields(self, request, obj=None):
+        if obj is not None:
+            return [*self.fields, "sha256", "published_at", "published_by"]
+        return self.fields
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("access.publish_license")
+
+    def has_change_permission(self, request, obj=None):
+        # Reviewers may open a version to read it; nobody may edit one.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            raise PermissionDenied("Published license versions cannot be changed; publish a new version.")
+        try:
+            published = license_publish(
+                family=obj.family,
+                version=obj.version,
+                title=obj.title,
+                text=obj.text,
+                effective_at=obj.effective_at,
+                actor=request.user,
+                request=request,
+            )
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+            raise
+        obj.pk = published.pk
+        obj.sha256 = published.sha256
+        messages.info(
+            request,
+            f"Published {published}. Grants that accepted an earlier version need a new acceptance "
+            f"from {published.effective_at:%Y-%m-%d %H:%M} UTC.",
+        )
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "actor_label", "action", "target_type", "target_label", "ip_address"]
+    list_filter = ["action", "target_type", ("occurred_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "target_label", "target_id", "ip_address", "action"]
+    date_hierarchy = "occurred_at"
+    list_per_page = 100
+    readonly_fields = [field.name for field in AuditEvent._meta.fields]
+    change_list_template = "admin/access/auditevent/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_csv)
+        return [path("export.csv", export, name="access_auditevent_export"), *super().get_urls()]
+
+    CSV_COLUMNS = [
+        "occurred_at", "actor_label", "action", "target_type", "target_id",
+        "target_label", "ip_address", "user_agent", "details",
+    ]  # fmt: skip
+
+    def export_csv(self, request):
+        """The events matching the list's current filters and search, as CSV, streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        events = changelist.get_queryset(request).order_by("occurred_at", "id")
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(self.CSV_COLUMNS)
+            for event in events.iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [
+                        event.occurred_at.isoformat(),
+                        event.actor_label,
+                        event.action,
+                        event.target_type,
+                        event.target_id,
+                        event.target_label,
+                        event.ip_address or "",
+                        event.user_agent,
+                        json.dumps(event.details, sort_keys=True),
+                    ]
+                )
+
+        filename = f"audit-{timezone.now():%Y%m%d-%H%M%S}.csv"
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AccessConfig(AppConfig):
+    """Who may get what: catalog, licenses, requests, review, grants, downloads, audit."""
+
+    name = "access"
+    verbose_name = "Access to model weights"

@@ -1,0 +1,77 @@
+"""Audit events for account activity that allauth performs itself."""
+
+from allauth.account.signals import email_confirmed, password_changed, password_reset, user_signed_up
+from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
+from django.dispatch import receiver
+
+from access.services.audit import audit_event_record
+from portal.mfa import session_mark_mfa_enrolled
+
+
+def _record(action, *, user, request, target=None, details=None):
+    with transaction.atomic():
+        audit_event_record(action=action, actor=user, target=target or user, request=request, details=details)
+
+
+@receiver(user_signed_up)
+def on_signed_up(sender, request, user, **kwargs):
+    from portal.roles import RESEARCHER
+    from portal.services import user_role_set
+
+    with transaction.atomic():
+        audit_event_record(action="user.signed_up", actor=user, target=user, request=request)
+        user_role_set(user=user, role=RESEARCHER, actor=user, request=request)
+
+
+@receiver(email_confirmed)
+def on_email_confirmed(sender, request, email_address, **kwargs):
+    _record("user.email_verified", user=email_address.user, request=request, details={"email": email_address.email})
+
+
+@receiver(user_logged_in)
+def on_logged_in(sender, request, user, **kwargs):
+    _record("user.logged_in", user=user, request=request)
+
+
+@receiver(user_logged_out)
+def on_logged_out(sender, request, user, **kwargs):
+    if user is not None:
+        _record("user.logged_out", user=user, request=request)
+
+
+@receiver(user_login_failed)
+def on_login_failed(sender, credentials, request=None, **kwargs):
+    # Who tried is not proven, so the event has no actor; the email tried is a detail.
+    with transaction.atomic():
+        audit_event_record(
+            action="user.login_failed", request=request, details={"email": str(credentials.get("email", ""))[:254]}
+        )
+
+
+@receiver(password_changed)
+def on_password_changed(sender, request, user, **kwargs):
+    _record("user.password_changed", user=user, request=request)
+
+
+@receiver(password_reset)
+def on_password_reset(sender, request, user, **kwargs):
+    _record("user.password_reset", user=user, request=request)
+
+
+@receiver(authenticator_added)
+def on_authenticator_added(sender, request, user, authenticator, **kwargs):
+    # Activating TOTP needs a valid code, so this session has just proven the factor.
+    session_mark_mfa_enrolled(request, user)
+    _record("mfa.enabled", user=user, request=request, details={"type": authenticator.type})
+
+
+@receiver(authenticator_removed)
+def on_authenticator_removed(sender, request, user, authenticator, **kwargs):
+    _record("mfa.removed", user=user, request=request, details={"type": authenticator.type})
+
+
+@receiver(authenticator_reset)
+def on_authenticator_reset(sender, request, user, authenticator, **kwargs):
+    _record("mfa.reset", user=user, request=request, details={"type": authenticator.type})

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from access import api as access_api
+from access import views as access_views
+from portal import views as portal_views
+from portal.api.views import api_docs
+
+api_v1 = [
+    path("models", access_api.ModelListApi.as_view(), name="api-models"),
+    path("models/<slug:slug>", access_api.ModelDetailApi.as_view(), name="api-model-detail"),
+    path("licenses/<int:license_id>", access_api.LicenseDetailApi.as_view(), name="api-license-detail"),
+]
+
+urlpatterns = [
+    path("", access_views.catalog, name="catalog"),
+    path("models/<slug:slug>/", access_views.variant_detail, name="variant-detail"),
+    path("licenses/<int:license_id>/", access_views.license_detail, name="license-detail"),
+    path("account/", portal_views.account, name="account"),
+    path("account/tokens/", portal_views.api_token_new, name="api-token-new"),
+    path("account/tokens/<int:token_id>/revoke/", portal_views.api_token_revoke_view, name="api-token-revoke"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", portal_views.healthz, name="healthz"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", api_docs, name="api-docs"),
+]
+
+handler404 = "portal.views.not_found"
+handler500 = "portal.views.server_error"

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from allauth.account.models import EmailAddress
+from allauth.mfa.utils import is_mfa_enabled
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal import roles
+from portal.api.errors import api_not_found, api_server_error
+from portal.health import health_report
+from portal.mfa import mfa_redirect, session_is_mfa_verified, user_needs_mfa_step
+from portal.models import ApiToken
+from portal.services import api_token_create, api_token_revoke
+
+
+def _token_get_for_user(request, token_id: int) -> ApiToken:
+    """The caller's own token, or 404: nobody can see or revoke another's."""
+    token = ApiToken.objects.filter(pk=token_id, user=request.user).first()
+    if token is None:
+        raise Http404("No such token.")
+    return token
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'laptop download script'.")
+    expires_on = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Leave empty for a token that lasts until you revoke it.",
+    )
+
+    def clean_expires_on(self):
+        expires_on = self.cleaned_data["expires_on"]
+        if expires_on is not None and expires_on <= timezone.localdate():
+            raise ValidationError("Choose a date after today.")
+        return expires_on
+
+
+def _account_page(request, token_form: ApiTokenForm, status: int = 200):
+    return render(
+        request,
+        "portal/account.html",
+        {
+            "emails": EmailAddress.objects.filter(user=request.user),
+            "role": roles.user_primary_role(request.user),
+            "mfa_enabled": is_mfa_enabled(request.user),
+            "mfa_verified": session_is_mfa_verified(request),
+            "mfa_needed": user_needs_mfa_step(request),
+            "tokens": ApiToken.objects.filter(user=request.user),
+            "token_form": token_form,
+            "now": timezone.now(),
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def account(request):
+    default_expiry = timezone.localdate() + dt.timedelta(days=settings.API_TOKEN_DEFAULT_LIFETIME_DAYS)
+    return _account_page(request, ApiTokenForm(initial={"expires_on": default_expiry}))
+
+
+@login_required
+@require_POST
+@never_cache
+def api_token_new(request):
+    if user_needs_mfa_step(request):
+        return mfa_redirect(request)
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _account_page(request, form, status=400)
+    expires_on = form.cleaned_data["expires_on"]
+    expires_at = None
+    if expires_on is not None:
+        expires_at = timezone.make_aware(dt.datetime.combine(expires_on, dt.time.min))
+    token, secret = api_token_create(
+        user=request.user, name=form.cleaned_data["name"], expires_at=expires_at, actor=request.user, request=request
+    )
+    # Shown once, on this response only; never stored in the session or a message.
+    return render(request, "portal/token_created.html", {"token": token, "secret": secret})
+
+
+@login_required
+@require_POST
+def api_token_revoke_view(request, token_id: int):
+    token = _token_get_for_user(request, token_id)
+    api_token_revoke(token=token, actor=request.user, request=request)
+    messages.success(request, f"Token “{token.name}” is revoked. Scripts using it now get 401.")
+    return redirect("account")
+
+
+@require_http_methods(["GET", "HEAD"])
+@never_cache
+def healthz(request):
+    healthy, report = health_report()
+    return JsonResponse(report, status=200 if healthy else 503)
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith(("/api/", "/v1/"))
+
+
+def not_found(request, exception=None):
+    if _wants_json(request):
+        return api_not_found(request, exception)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if _wants_json(request):
+        return api_server_error(request)
+    return render(request, "500.html", status=500)

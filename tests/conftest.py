@@ -1,0 +1,143 @@
+"""Shared fixtures: personas, clients logged in as them, the seeded catalog.
+
+Personas (healthchecks style): a researcher who owns things, an outsider who must
+not see them, a reviewer and an admin who both log in with a TOTP code.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyotp
+import pytest
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from allauth.mfa.utils import decrypt
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+from portal import roles
+from portal.services import api_token_create
+from tests.factories import TEST_PASSWORD, UserFactory
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _unavailable(item, reason: str):
+    # In CI a missing service is a broken environment, never a reason to skip.
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must provide it; see .ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _requirements(request):
+    item = request.node
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _unavailable(item, "needs PostgreSQL: set DATABASE_URL=postgres://...")
+    if item.get_closest_marker("redis") and not os.environ.get("REDIS_URL"):
+        _unavailable(item, "needs Redis: set REDIS_URL=redis://...")
+    if item.get_closest_marker("browser") and not os.path.exists(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")):
+        _unavailable(item, "needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate-limit counters and used TOTP codes live in the cache; each test starts clean.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def totp_enable(user) -> str:
+    """Give the user an authenticator app; returns its secret."""
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    return secret
+
+
+def totp_now(user) -> str:
+    authenticator = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
+    return pyotp.TOTP(decrypt(authenticator.data["secret"])).now()
+
+
+def login_with_password(client, user, password: str = TEST_PASSWORD):
+    response = client.post("/accounts/login/", {"login": user.email, "password": password})
+    assert response.status_code == 302, response.content[:500]
+    return response
+
+
+def login_with_totp(client, user, password: str = TEST_PASSWORD):
+    """The real two-step login: password, then a code from the authenticator app."""
+    response = login_with_password(client, user, password)
+    assert response["Location"].startswith("/accounts/2fa/authenticate/"), response["Location"]
+    response = client.post("/accounts/2fa/authenticate/", {"code": totp_now(user)})
+    assert response.status_code == 302, response.content[:500]
+    return response
+
+
+@pytest.fixture
+def researcher(db):
+    return UserFactory(email="ada@uni.example.edu")
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(email="eve@elsewhere.example.com")
+
+
+@pytest.fixture
+def reviewer(db):
+    user = UserFactory(email="rita.reviewer@lab.example.org", role=roles.REVIEWER)
+    totp_enable(user)
+    return user
+
+
+@pytest.fixture
+def reviewer_without_mfa(db):
+    return UserFactory(email="nomfa.reviewer@lab.example.org", role=roles.REVIEWER)
+
+
+@pytest.fixture
+def admin_user(db):
+    user = UserFactory(email="adam.admin@lab.example.org", role=roles.ADMIN)
+    totp_enable(user)
+    return user
+
+
+@pytest.fixture
+def researcher_client(client, researcher):
+    login_with_password(client, researcher)
+    return client
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer):
+    login_with_totp(client, reviewer)
+    return client
+
+
+@pytest.fixture
+def admin_user_client(client, admin_user):
+    login_with_totp(client, admin_user)
+    return client
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def bearer_client(user, name: str = "test token") -> APIClient:
+    _, secret = api_token_create(user=user, name=name)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return api
+
+
+@pytest.fixture
+def llama_catalog(db):
+    from access.services.catalog import catalog_seed_llama
+
+    return catalog_seed_llama()
