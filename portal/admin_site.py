@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 
 from portal.mfa import mfa_redirect, user_needs_mfa_step
 
@@ -14,6 +16,12 @@ class PortalAdminSite(admin.AdminSite):
 
     def login(self, request, extra_context=None):
         # One way in for everyone: the portal's login with its rate limits and MFA.
-        if request.user.is_authenticated and user_needs_mfa_step(request):
-            return mfa_redirect(request)
+        if request.user.is_authenticated:
+            if user_needs_mfa_step(request):
+                return mfa_redirect(request)
+            raise PermissionDenied("The admin is for portal administrators.")
+        if request.user.is_authenticated:
+            # Already logged in but not admin staff: the portal's login would send
+            # them straight back here, a redirect loop.
+            raise PermissionDenied("Only administrators can use the admin.")
         return redirect_to_login(request.GET.get("next", request.path.replace("login/", "")))

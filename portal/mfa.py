@@ -47,7 +47,7 @@ def mfa_redirect(request):
             "Reviewers and administrators must use two-factor authentication. "
             "Set up an authenticator app to continue.",
         )
-        return redirect(f"/accounts/2fa/totp/activate/?next={request.get_full_path()}")
+        return redirect("mfa_activate_totp")
     messages.warning(
         request,
         "This page needs a session verified with your authenticator code. Log in again to continue.",

@@ -1,10 +1,12 @@
 """`make run`: the web server and a real Celery worker, side by side, until Ctrl-C."""
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
@@ -20,6 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, **options):
         python = sys.executable
+        accounts = io.StringIO()
+        call_command("seed_demo", stdout=accounts)
         worker = subprocess.Popen(
             [python, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "2",
              "--hostname", "local@%h", "--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
@@ -27,12 +31,21 @@ class Command(BaseCommand):
         )  # fmt: skip
         web = subprocess.Popen([python, "manage.py", "runserver", f"{host}:{port}"], start_new_session=True)
         url = f"http://{host}:{port}/"
-        self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS(f"Portal running at {url}  (health: {url}healthz, API docs: {url}api/docs/)"))
-        call_command("seed_demo", stdout=self.stdout)
-        self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL}  Database: {settings.DATABASES['default']['ENGINE']}")
-        self.stdout.write("Emails (sign-up verification, password reset) are printed in this terminal. Ctrl-C stops.\n")
         children = [web, worker]
+        # Print the banner once the site answers, so it is not buried in start-up logs.
+        healthy = self._wait_until_up(f"{url}healthz", children)
+        banner = [
+            "",
+            "=" * 78,
+            f"Portal running at {url}" if healthy else f"Portal starting at {url} (not healthy yet: see {url}healthz)",
+            f"  health: {url}healthz   API docs: {url}api/docs/   admin: {url}admin/",
+            accounts.getvalue().rstrip(),
+            f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['ENGINE']}",
+            "Emails (sign-up verification, password reset) are printed in this terminal. Ctrl-C stops.",
+            "=" * 78,
+            "",
+        ]
+        self.stdout.write("\n".join(banner))
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
@@ -50,3 +63,16 @@ class Command(BaseCommand):
         failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
         if failed:
             raise SystemExit(1)
+
+    @staticmethod
+    def _wait_until_up(url: str, children, seconds: float = 60) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and all(child.poll() is None for child in children):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own loopback URL)
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.5)
+        return False

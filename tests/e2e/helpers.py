@@ -1,0 +1,39 @@
+"""Helpers for the browser tests: reading mail, computing TOTP codes."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pyotp
+
+
+def confirmation_path(message) -> str:
+    """The path of the email-confirmation link in an allauth verification email."""
+    match = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+)", message.body)
+    assert match, f"no confirmation link in email:\n{message.body}"
+    return match.group(1)
+
+
+def totp_code_fresh(secret: str, min_seconds_left: float = 3.0) -> str:
+    """A code for the current 30 s window, with time left to submit it.
+
+    allauth accepts only the current window (MFA_TOTP_TOLERANCE = 0), so a code
+    computed in the last moments of a window may be stale by the time the server
+    checks it; wait for the next window then.
+    """
+    totp = pyotp.TOTP(secret)
+    left = totp.interval - (time.time() % totp.interval)
+    if left < min_seconds_left:
+        time.sleep(left + 0.1)
+    return totp.now()
+
+
+def totp_code_unused(secret: str, used: set[str]) -> str:
+    """A fresh code that allauth has not seen yet (it refuses a code twice per window)."""
+    code = totp_code_fresh(secret)
+    while code in used:
+        totp = pyotp.TOTP(secret)
+        time.sleep(totp.interval - (time.time() % totp.interval) + 0.1)
+        code = totp.now()
+    return code
