@@ -2,9 +2,10 @@ import csv
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import StreamingHttpResponse
-from django.urls import path
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import path, reverse
 from django.utils import timezone
 
 from access.models import AuditEvent, LicenseVersion, ModelFamily, ModelVariant
@@ -101,6 +102,14 @@ class LicenseVersionAdmin(admin.ModelAdmin):
         )
 
 
+def _csv_safe(value) -> str:
+    """Neutralise spreadsheet formulas: audit fields carry user input (user agents, emails)."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
 class _Echo:
     def write(self, value):
         return value
@@ -138,7 +147,12 @@ class AuditEventAdmin(admin.ModelAdmin):
         """The events matching the list's current filters and search, as CSV, streamed."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            # A hand-edited export link; the list page answers the same way.
+            messages.error(request, "These filters are not valid. Choose them again on the audit list, then export.")
+            return HttpResponseRedirect(reverse("admin:access_auditevent_changelist"))
         events = changelist.get_queryset(request).order_by("occurred_at", "id")
         writer = csv.writer(_Echo())
 
@@ -147,15 +161,18 @@ class AuditEventAdmin(admin.ModelAdmin):
             for event in events.iterator(chunk_size=2000):
                 yield writer.writerow(
                     [
-                        event.occurred_at.isoformat(),
-                        event.actor_label,
-                        event.action,
-                        event.target_type,
-                        event.target_id,
-                        event.target_label,
-                        event.ip_address or "",
-                        event.user_agent,
-                        json.dumps(event.details, sort_keys=True),
+                        _csv_safe(value)
+                        for value in (
+                            event.occurred_at.isoformat(),
+                            event.actor_label,
+                            event.action,
+                            event.target_type,
+                            event.target_id,
+                            event.target_label,
+                            event.ip_address,
+                            event.user_agent,
+                            json.dumps(event.details, sort_keys=True),
+                        )
                     ]
                 )
 

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
@@ -19,9 +18,7 @@ class PortalAdminSite(admin.AdminSite):
         if request.user.is_authenticated:
             if user_needs_mfa_step(request):
                 return mfa_redirect(request)
-            raise PermissionDenied("The admin is for portal administrators.")
-        if request.user.is_authenticated:
-            # Already logged in but not admin staff: the portal's login would send
-            # them straight back here, a redirect loop.
-            raise PermissionDenied("Only administrators can use the admin.")
+            if not self.has_permission(request):
+                # Logged in but not staff: the portal's login would send them straight back, a loop.
+                raise PermissionDenied("The admin is for portal administrators.")
         return redirect_to_login(request.GET.get("next", request.path.replace("login/", "")))

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -99,6 +100,12 @@ def api_token_revoke_view(request, token_id: int):
     api_token_revoke(token=token, actor=request.user, request=request)
     messages.success(request, f"Token “{token.name}” is revoked. Scripts using it now get 401.")
     return redirect("account")
+
+
+@require_GET
+def favicon(request):
+    # Resolved per request: the hashed name only exists once collectstatic has run.
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 @require_http_methods(["GET", "HEAD"])

@@ -43,8 +43,19 @@ def _requirements(request):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fast_password_hashing(settings):
+    # The production hasher costs ~0.3 s a hash and the suite logs in hundreds of times;
+    # password hashing itself is Django's, not ours to test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
     # Rate-limit counters and used TOTP codes live in the cache; each test starts clean.
+    # Without Redis, a cache private to this process, so clearing it never touches
+    # the file cache of a `make run` server (or another test run) on this checkout.
+    if not os.environ.get("REDIS_URL"):
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     yield
     cache.clear()

@@ -88,7 +88,12 @@ def api_exception_handler(exc, context):
         return None  # a real crash: Django's handler500 logs it and answers JSON
 
     status_code = response.status_code
-    if isinstance(exc, ApiError):
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        allowed = response.get("Allow", "")
+        body = error_body(
+            "method_not_allowed", f"{context['request'].method} is not allowed here. Allowed methods: {allowed}."
+        )
+    elif isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.fields)
     elif isinstance(exc, exceptions.ValidationError):
         fields = _flatten_fields(exc.detail)

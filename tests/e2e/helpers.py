@@ -28,12 +28,3 @@ def totp_code_fresh(secret: str, min_seconds_left: float = 3.0) -> str:
         time.sleep(left + 0.1)
     return totp.now()
 
-
-def totp_code_unused(secret: str, used: set[str]) -> str:
-    """A fresh code that allauth has not seen yet (it refuses a code twice per window)."""
-    code = totp_code_fresh(secret)
-    while code in used:
-        totp = pyotp.TOTP(secret)
-        time.sleep(totp.interval - (time.time() % totp.interval) + 0.1)
-        code = totp.now()
-    return code

@@ -24,6 +24,16 @@ def log_in_with_password(page: Page, email: str, password: str = TEST_PASSWORD) 
     page.get_by_role("button", name="Sign In").click()
 
 
+def confirm_access_if_asked(page: Page, password: str = TEST_PASSWORD) -> None:
+    """allauth asks for the password again before adding an authenticator
+    (MFA_REAUTHENTICATION_REQUIRED), even right after logging in."""
+    page.wait_for_url(re.compile(r"/accounts/(reauthenticate|2fa/totp/activate)/"))
+    if "/accounts/reauthenticate/" in page.url:
+        expect(page.get_by_role("heading", name="Confirm Access")).to_be_visible()
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Confirm").click()
+
+
 def log_out(page: Page) -> None:
     page.get_by_role("button", name="Log out").click()
     # allauth asks "Are you sure?" only on GET; the nav button POSTs straight away.
@@ -39,7 +49,7 @@ def test_signup_verify_login_see_catalog(page: Page, mailoutbox, llama_catalog, 
     expect(page.get_by_role("heading", name="Sign Up")).to_be_visible()
     screenshot("signup")
     page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_label("Password:", exact=True).fill(TEST_PASSWORD)
     page.get_by_label("Password (again)").fill(TEST_PASSWORD)
     page.get_by_role("button", name="Sign Up").click()
 
@@ -83,14 +93,16 @@ def test_reviewer_enrols_totp_then_logs_in_with_code(page: Page, db, screenshot)
 
     # The account page shows tokens but offers no way to create one yet.
     page.goto("/account/")
-    expect(page.get_by_text("Turn on two-factor authentication and log in with it to create API tokens.")).to_be_visible()
+    mfa_needed = "Turn on two-factor authentication and log in with it to create API tokens."
+    expect(page.get_by_text(mfa_needed)).to_be_visible()
     expect(page.get_by_role("button", name="Create token")).to_have_count(0)
     screenshot("account-reviewer-without-mfa")
 
     # The admin sends them to enrol an authenticator app.
     page.goto("/admin/")
-    expect(page).to_have_url(re.compile(r"/accounts/2fa/totp/activate/"))
     expect(page.get_by_text("Reviewers and administrators must use two-factor authentication.")).to_be_visible()
+    confirm_access_if_asked(page)
+    expect(page).to_have_url(re.compile(r"/accounts/2fa/totp/activate/"))
     expect(page.get_by_role("heading", name="Activate Authenticator App")).to_be_visible()
     screenshot("totp-activate")
 
@@ -145,8 +157,18 @@ def test_reviewer_without_mfa_cannot_open_admin(page: Page, reviewer_without_mfa
     expect(page.get_by_test_id("nav-account")).to_have_text(reviewer_without_mfa.email)
 
     page.goto("/admin/")
-    expect(page).to_have_url(re.compile(r"/accounts/2fa/totp/activate/"))
+    # Sent to enrol (allauth may first ask for the password again, then continues there).
+    expect(page).to_have_url(
+        re.compile(r"/accounts/(2fa/totp/activate/|reauthenticate/\?next=%2Faccounts%2F2fa%2Ftotp%2Factivate%2F)")
+    )
     expect(page.get_by_text("Reviewers and administrators must use two-factor authentication.")).to_be_visible()
+    expect(page.get_by_text("Weights portal administration")).to_have_count(0)
+    confirm_access_if_asked(page)
+    expect(page.get_by_role("heading", name="Activate Authenticator App")).to_be_visible()
+
+    # Nor through the admin's own login page.
+    page.goto("/admin/login/?next=/admin/")
+    expect(page).not_to_have_url(re.compile(r"/admin/"))
     expect(page.get_by_text("Weights portal administration")).to_have_count(0)
 
 

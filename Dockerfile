@@ -1,0 +1,45 @@
+# One image for every portal process: web (gunicorn), worker and beat (Celery),
+# and one-off management commands. See docker-compose.yml and README "Deployment".
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORTAL_VAR_DIR=/app/var \
+    STATIC_ROOT=/app/staticfiles
+
+WORKDIR /app
+
+RUN groupadd --system --gid 10001 portal \
+    && useradd --system --uid 10001 --gid portal --home-dir /app --no-create-home --shell /usr/sbin/nologin portal
+
+# Dependencies first, so code changes do not reinstall them. The extra index
+# supplies torch's CPU-only wheel (torch==2.13.0 resolves to 2.13.0+cpu), which
+# keeps the CUDA libraries out of the image; GPU workers get their own image.
+COPY requirements.txt ./
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+
+COPY . .
+
+# Static files are collected with the production storage, so the hashed-name
+# manifest the running container needs is in the image. The values below exist
+# only for this command (settings refuse to load in production without them);
+# none is a real secret, nothing connects to them, and none stays in the image.
+RUN PORTAL_ENV=production \
+    SECRET_KEY=collectstatic-build-only \
+    DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
+    CELERY_BROKER_URL=memory:// \
+    REDIS_URL=redis://collectstatic.invalid:6379/0 \
+    EMAIL_URL=consolemail:// \
+    ALLOWED_HOSTS=collectstatic.invalid \
+    python manage.py collectstatic --noinput --verbosity 0 \
+    && mkdir -p /app/var \
+    && chown portal:portal /app/var
+
+# The code stays root-owned and read-only to the app; only var/ is writable.
+USER portal
+EXPOSE 8000
+
+# WEB_CONCURRENCY (gunicorn's own variable) sets the number of worker processes.
+CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--timeout", "60", "--graceful-timeout", "30"]
