@@ -18,7 +18,7 @@ def variants_listed() -> QuerySet[ModelVariant]:
 def variant_get_listed(slug: str) -> ModelVariant:
     variant = variants_listed().filter(slug=slug).first()
     if variant is None:
-        raise Http404(f"No model named {slug!r}.")
+        raise Http404(f"No model named {slug!r}. GET /api/v1/models lists the models you can request.")
     return variant
 
 

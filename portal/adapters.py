@@ -54,6 +54,6 @@ class MFAAdapter(DefaultMFAAdapter):
         return _mfa_fernet().decrypt(encrypted_text.removeprefix(self.ENCRYPTED_PREFIX).encode()).decode()
 
     def can_delete_authenticator(self, authenticator):
-        # Reviewers and admins must keep a second factor; an admin who needs to
-        # reset one does it for them in the Django admin.
+        # Reviewers and admins must keep a second factor. One who lost theirs uses a
+        # recovery code, or an operator runs `manage.py portal_user reset-mfa EMAIL`.
         return not user_is_privileged(authenticator.user)

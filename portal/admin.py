@@ -1,5 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
+
+from access.services.audit import audit_event_record
 
 from portal.models import ApiToken, User
 
@@ -18,6 +21,23 @@ class UserAdmin(DjangoUserAdmin):
         ("Role", {"fields": ["groups"], "description": "Change roles with `manage.py portal_user add --role`."}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+    # Django's admin calls these after every add and change, including the
+    # separate password-change form, so each edit leaves an audit event.
+    def log_addition(self, request, obj, message):
+        super().log_addition(request, obj, message)
+        self._audit(request, obj, "user.created_by_admin", message)
+
+    def log_change(self, request, obj, message):
+        super().log_change(request, obj, message)
+        self._audit(request, obj, "user.changed_by_admin", message)
+
+    @staticmethod
+    def _audit(request, user, action, message):
+        with transaction.atomic():
+            audit_event_record(
+                action=action, actor=request.user, target=user, request=request, details={"change": message}
+            )
 
     def get_readonly_fields(self, request, obj=None):
         # Roles change only through portal_user / user_role_set, which audits them.

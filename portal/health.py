@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.db import connection
 
 from access.storage import weight_storage
+
+logger = logging.getLogger(__name__)
 
 
 def check_database() -> None:
@@ -46,7 +49,9 @@ def health_report() -> tuple[bool, dict]:
             check()
         except Exception as exc:  # a health check reports every failure, whatever its type
             healthy = False
-            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            # /healthz is public: the detail (hosts, paths, bucket names) goes to the log only.
+            logger.warning("health check %s failed: %s: %s", name, type(exc).__name__, exc)
+            results[name] = {"ok": False, "error": f"{name} unavailable; see the portal's log"}
         else:
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.monotonic() - started) * 1000, 1)

@@ -36,6 +36,11 @@ def user_role_set(*, user: User, role: str, actor=None, request=None) -> User:
     user.full_clean()
     user.save(update_fields=["is_staff"])
     user._portal_roles = None
+    if role in roles.PRIVILEGED_ROLES and before not in roles.PRIVILEGED_ROLES:
+        # Tokens made without MFA must not carry new powers: a promoted user
+        # creates new ones from an MFA-verified session.
+        for token in ApiToken.objects.usable().filter(user=user):
+            api_token_revoke(token=token, actor=actor, request=request, reason="role_promoted")
     if before != role:
         audit_event_record(
             action="user.role_changed",
@@ -79,6 +84,43 @@ def user_create(
     return user
 
 
+@transaction.atomic
+def user_password_set(*, user: User, password: str, actor=None, request=None) -> User:
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit_event_record(action="user.password_set", actor=actor, target=user, request=request)
+    return user
+
+
+@transaction.atomic
+def user_email_mark_verified(*, user: User, actor=None, request=None) -> None:
+    address, created = EmailAddress.objects.get_or_create(
+        user=user, email=user.email, defaults={"verified": True, "primary": True}
+    )
+    if created or not address.verified:
+        EmailAddress.objects.filter(pk=address.pk).update(verified=True)
+        audit_event_record(
+            action="user.email_verified", actor=actor, target=user, request=request, details={"email": user.email}
+        )
+
+
+@transaction.atomic
+def user_mfa_reset(*, user: User, actor=None, request=None) -> int:
+    """Remove every authenticator (TOTP, recovery codes) of a user who lost theirs.
+
+    A reviewer or admin then has to enrol a new one before reaching any
+    privileged page again."""
+    from allauth.mfa.models import Authenticator
+
+    removed = list(Authenticator.objects.filter(user=user).values_list("type", flat=True))
+    Authenticator.objects.filter(user=user).delete()
+    if removed:
+        audit_event_record(
+            action="mfa.reset_by_operator", actor=actor, target=user, request=request, details={"removed": removed}
+        )
+    return len(removed)
+
+
 def _api_token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii", errors="replace")).hexdigest()
 
@@ -116,13 +158,17 @@ def api_token_create(
 
 
 @transaction.atomic
-def api_token_revoke(*, token: ApiToken, actor, request=None) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor, request=None, reason: str = "revoked") -> ApiToken:
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     audit_event_record(
-        action="api_token.revoked", actor=actor, target=token, request=request, details={"user": token.user.email}
+        action="api_token.revoked",
+        actor=actor,
+        target=token,
+        request=request,
+        details={"user": token.user.email, "reason": reason},
     )
     return token
 

@@ -1,6 +1,20 @@
-"""Audit events for account activity that allauth performs itself."""
+"""Audit events for account activity that allauth performs itself.
 
-from allauth.account.signals import email_confirmed, password_changed, password_reset, user_signed_up
+allauth commits its own changes (and sends some signals only after commit), so
+these events are written right after the change rather than inside its
+transaction. Changes made by the portal's own services are recorded in the
+same transaction (see access.services.audit)."""
+
+from allauth.account.signals import (
+    email_added,
+    email_changed,
+    email_confirmed,
+    email_removed,
+    password_changed,
+    password_reset,
+    password_set,
+    user_signed_up,
+)
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
@@ -53,6 +67,27 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
 @receiver(password_changed)
 def on_password_changed(sender, request, user, **kwargs):
     _record("user.password_changed", user=user, request=request)
+
+
+@receiver(password_set)
+def on_password_set(sender, request, user, **kwargs):
+    _record("user.password_set", user=user, request=request)
+
+
+@receiver(email_added)
+def on_email_added(sender, request, user, email_address, **kwargs):
+    _record("user.email_added", user=user, request=request, details={"email": email_address.email})
+
+
+@receiver(email_removed)
+def on_email_removed(sender, request, user, email_address, **kwargs):
+    _record("user.email_removed", user=user, request=request, details={"email": email_address.email})
+
+
+@receiver(email_changed)
+def on_email_changed(sender, request, user, from_email_address, to_email_address, **kwargs):
+    details = {"from": getattr(from_email_address, "email", None), "to": to_email_address.email}
+    _record("user.primary_email_changed", user=user, request=request, details=details)
 
 
 @receiver(password_reset)

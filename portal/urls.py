@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from access import api as access_api
@@ -27,6 +27,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
+    # Unknown API paths answer with the API's JSON error body, also while DEBUG is on.
+    re_path(r"^(api|v1)/", portal_views.api_path_not_found),
 ]
 
 handler404 = "portal.views.not_found"

@@ -119,6 +119,10 @@ def _wants_json(request) -> bool:
     return request.path.startswith(("/api/", "/v1/"))
 
 
+def api_path_not_found(request, *args, **kwargs):
+    return api_not_found(request)
+
+
 def not_found(request, exception=None):
     if _wants_json(request):
         return api_not_found(request, exception)

@@ -152,3 +152,23 @@ def llama_catalog(db):
     from access.services.catalog import catalog_seed_llama
 
     return catalog_seed_llama()
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Let the test database be dropped at the end of the run on PostgreSQL.
+
+    A connection opened by a thread that has since ended (the live server's
+    request threads, with Playwright's event loop around the e2e tests) is left
+    idle, and DROP DATABASE refuses while it exists. Nothing runs any more at
+    this point, so ending such sessions loses nothing.
+    """
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

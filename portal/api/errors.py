@@ -79,7 +79,8 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        # Keep a specific message ("No model named 'x'...") when the view gave one.
+        exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 

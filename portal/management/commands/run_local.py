@@ -10,7 +10,11 @@ import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -24,6 +28,10 @@ class Command(BaseCommand):
         python = sys.executable
         accounts = io.StringIO()
         call_command("seed_demo", stdout=accounts)
+        # The children run in their own sessions (so Ctrl-C reaches only us and we stop
+        # them in order); a SIGTERM or SIGHUP to us must stop them too.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _raise_keyboard_interrupt)
         worker = subprocess.Popen(
             [python, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "2",
              "--hostname", "local@%h", "--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
@@ -33,7 +41,17 @@ class Command(BaseCommand):
         url = f"http://{host}:{port}/"
         children = [web, worker]
         # Print the banner once the site answers, so it is not buried in start-up logs.
-        healthy = self._wait_until_up(f"{url}healthz", children)
+        try:
+            healthy = self._wait_until_up(f"{url}healthz", children)
+        except KeyboardInterrupt:
+            healthy = False
+        if web.poll() is not None or worker.poll() is not None:
+            self._stop(children)
+            name = "web server" if web.poll() is not None else "Celery worker"
+            raise CommandError(
+                f"The {name} exited during start-up (see its messages above). "
+                f"If port {port} is taken, run `PORT=8001 make run`."
+            )
         banner = [
             "",
             "=" * 78,
@@ -52,17 +70,22 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            for child in children:
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
-            for child in children:
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
+            self._stop(children)
         failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
         if failed:
             raise SystemExit(1)
+
+    @staticmethod
+    def _stop(children) -> None:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
     @staticmethod
     def _wait_until_up(url: str, children, seconds: float = 60) -> bool:

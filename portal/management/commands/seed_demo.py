@@ -1,7 +1,6 @@
 import json
 import secrets
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -9,7 +8,7 @@ from django.db import transaction
 from access.services.catalog import catalog_seed_llama
 from portal import roles
 from portal.models import User
-from portal.services import user_create, user_role_set
+from portal.services import user_create, user_email_mark_verified, user_password_set, user_role_set
 
 DEMO_ACCOUNTS = [
     ("researcher@example.org", roles.RESEARCHER),
@@ -42,9 +41,8 @@ class Command(BaseCommand):
                     if roles.user_primary_role(user) != role:
                         user_role_set(user=user, role=role)
                     if not user.check_password(password):
-                        user.set_password(password)
-                        user.save(update_fields=["password"])
-                    EmailAddress.objects.filter(user=user, email=email).update(verified=True)
+                        user_password_set(user=user, password=password)
+                    user_email_mark_verified(user=user)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(passwords, indent=2))
         path.chmod(0o600)
