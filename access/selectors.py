@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from access.models import LicenseVersion, ModelFamily, ModelVariant
 
@@ -44,10 +45,80 @@ def licenses_current_by_family(families) -> dict[int, LicenseVersion]:
     return current
 
 
-def variant_access_for_user(user, variants) -> dict[str, str]:
-    """The caller's access state per variant slug (API.md ``access``).
+def licenses_accepted(user, license_ids) -> set[int]:
+    from access.models import LicenseAcceptance
 
-    Requests and grants arrive with the access-workflow issue; until a user has
-    either, the state of every variant is ``none``.
-    """
-    return {variant.slug: ACCESS_NONE for variant in variants}
+    return set(
+        LicenseAcceptance.objects.filter(user=user, license_id__in=license_ids).values_list("license_id", flat=True)
+    )
+
+
+def grants_annotate_effective_status(grants) -> list:
+    """Set ``effective_status`` and ``license_required`` (the license to accept, or None)
+    on each grant, in a fixed number of queries whatever their number.
+
+    A stored ``active`` grant whose holder has not accepted the family's current
+    license counts as ``license_required``; one whose end date has passed counts
+    as ``expired`` even before the hourly sweep stores it."""
+    from access.models import GrantStatus
+
+    grants = list(grants)
+    families = {grant.variant.family for grant in grants}
+    current = licenses_current_by_family(families)
+    accepted_by_user: dict[int, set[int]] = {}
+    for user_id in {grant.user_id for grant in grants}:
+        user_grants = [g for g in grants if g.user_id == user_id]
+        license_ids = {current[g.variant.family_id].pk for g in user_grants if g.variant.family_id in current}
+        accepted_by_user[user_id] = licenses_accepted(user_grants[0].user, license_ids)
+    now = timezone.now()
+    for grant in grants:
+        license_now = current.get(grant.variant.family_id)
+        needs_license = license_now is not None and license_now.pk not in accepted_by_user[grant.user_id]
+        status = grant.status
+        if status in (GrantStatus.ACTIVE, GrantStatus.LICENSE_REQUIRED) and grant.expires_at and grant.expires_at <= now:
+            status = GrantStatus.EXPIRED
+        elif status == GrantStatus.ACTIVE and needs_license:
+            status = GrantStatus.LICENSE_REQUIRED
+        grant.effective_status = status
+        grant.license_required = license_now if status == GrantStatus.LICENSE_REQUIRED else None
+    return grants
+
+
+def grant_effective_status(grant) -> str:
+    return grants_annotate_effective_status([grant])[0].effective_status
+
+
+def grant_is_usable(grant) -> bool:
+    """True only for an active grant whose holder accepted the current license and that has not ended."""
+    return grant_effective_status(grant) == "active"
+
+
+def grants_for_user(user) -> QuerySet:
+    from access.models import Grant
+
+    return Grant.objects.filter(user=user).select_related("variant__family", "user", "request")
+
+
+def variant_access_for_user(user, variants) -> dict[str, str]:
+    """The caller's access state per variant slug (API.md ``access``): the state of
+    their latest grant, else ``requested`` while a request is open, else ``none``."""
+    from access.models import OPEN_REQUEST_STATUSES, RequestedVariant
+
+    access = {variant.slug: ACCESS_NONE for variant in variants}
+    if not getattr(user, "is_authenticated", False) or not access:
+        return access
+    open_slugs = set(
+        RequestedVariant.objects.filter(
+            request__applicant=user, request__status__in=OPEN_REQUEST_STATUSES, variant__slug__in=access
+        ).values_list("variant__slug", flat=True)
+    )
+    for slug in open_slugs:
+        access[slug] = "requested"
+    latest = {}
+    for grant in grants_for_user(user).filter(variant__slug__in=access).order_by("created_at", "id"):
+        latest[grant.variant.slug] = grant
+    for grant in grants_annotate_effective_status(latest.values()):
+        if grant.effective_status in ("revoked", "expired") and grant.variant.slug in open_slugs:
+            continue  # a new request is under way; that is what the researcher cares about now
+        access[grant.variant.slug] = grant.effective_status
+    return access

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "csp",
+    "django_countries",
     "portal.apps.PortalConfig",
     "access.apps.AccessConfig",
     "inference.apps.InferenceConfig",
@@ -359,3 +360,39 @@ LOGGING = {
 # How many reverse proxies in front of the app append to X-Forwarded-For. Client
 # IPs (audit log, login rate limits) are read through allauth's adapter with it.
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- Access requests, review and grants ------------------------------------------------
+# Every limit and policy of the workflow, read here and nowhere else.
+REQUEST_USE_CASE_MIN_CHARS = env.int("REQUEST_USE_CASE_MIN_CHARS", default=150)
+REQUEST_PUBLICATIONS_MAX = env.int("REQUEST_PUBLICATIONS_MAX", default=10)
+SCREENING_SHORT_USE_CASE_CHARS = env.int("SCREENING_SHORT_USE_CASE_CHARS", default=400)
+SCREENING_FREE_MAIL_DOMAINS = env.list(
+    "SCREENING_FREE_MAIL_DOMAINS",
+    default=[
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com",
+        "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru",
+        "yandex.ru", "qq.com", "163.com", "126.com",
+    ],
+)  # fmt: skip
+# ISO 3166-1 alpha-2 codes; requests from these are flagged, and rejected by policy
+# for variants whose "auto_reject_embargoed" is on.
+SCREENING_EMBARGOED_COUNTRIES = env.list("SCREENING_EMBARGOED_COUNTRIES", default=["CU", "IR", "KP", "SY"])
+# The estimated decision date divides the queue position by recent throughput.
+REVIEW_THROUGHPUT_WINDOW_DAYS = env.int("REVIEW_THROUGHPUT_WINDOW_DAYS", default=28)
+REVIEW_DEFAULT_DECISIONS_PER_DAY = env.float("REVIEW_DEFAULT_DECISIONS_PER_DAY", default=5.0)
+# Reviewers hear of new requests at once ("immediate") or in one daily email ("digest").
+REVIEWER_NOTIFICATIONS = env.str("REVIEWER_NOTIFICATIONS", default="immediate")
+if REVIEWER_NOTIFICATIONS not in {"immediate", "digest"}:
+    raise ImproperlyConfigured("REVIEWER_NOTIFICATIONS must be 'immediate' or 'digest'.")
+REVIEWER_DIGEST_HOUR_UTC = env.int("REVIEWER_DIGEST_HOUR_UTC", default=8)
+GRANT_EXPIRY_REMINDER_DAYS = env.int("GRANT_EXPIRY_REMINDER_DAYS", default=14)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "grants-expire": {"task": "access.grants_expire_due", "schedule": crontab(minute=5)},
+        "grants-remind-expiry": {"task": "access.grants_remind_expiring", "schedule": crontab(hour=7, minute=0)},
+        "reviewer-digest": {
+            "task": "access.reviewer_digest_send",
+            "schedule": crontab(hour=REVIEWER_DIGEST_HOUR_UTC, minute=0),
+        },
+    }
+)

@@ -11,12 +11,15 @@ api_v1 = [
     path("models", access_api.ModelListApi.as_view(), name="api-models"),
     path("models/<slug:slug>", access_api.ModelDetailApi.as_view(), name="api-model-detail"),
     path("licenses/<int:license_id>", access_api.LicenseDetailApi.as_view(), name="api-license-detail"),
+    path("", include("access.api_urls")),
 ]
 
 urlpatterns = [
     path("", access_views.catalog, name="catalog"),
     path("models/<slug:slug>/", access_views.variant_detail, name="variant-detail"),
     path("licenses/<int:license_id>/", access_views.license_detail, name="license-detail"),
+    path("", include("access.urls_apply")),
+    path("review/", include("access.urls_review")),
     path("account/", portal_views.account, name="account"),
     path("account/tokens/", portal_views.api_token_new, name="api-token-new"),
     path("account/tokens/<int:token_id>/revoke/", portal_views.api_token_revoke_view, name="api-token-revoke"),

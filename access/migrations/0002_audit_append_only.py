@@ -12,7 +12,7 @@ from django.db import migrations
 FORWARD = """
 CREATE OR REPLACE FUNCTION access_auditevent_refuse_change() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'audit events are append-only: % of access_auditevent row % refused', TG_OP, OLD.id
+    RAISE EXCEPTION '% is append-only: % of row % refused', TG_TABLE_NAME, TG_OP, OLD.id
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;

@@ -11,6 +11,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+from portal.errors import StateConflict
+
 logger = logging.getLogger(__name__)
 
 _DEFAULT_MESSAGES = {
@@ -82,7 +84,9 @@ def api_exception_handler(exc, context):
         # Keep a specific message ("No model named 'x'...") when the view gave one.
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, StateConflict):
+        exc = Conflict(exc.message, code=exc.code)
 
     response = exception_handler(exc, context)
     if response is None:

@@ -38,6 +38,17 @@ class ModelVariant(models.Model):
         validators=[MinValueValidator(1)],
         help_text="How many different reviewers must approve a request (two-person rule).",
     )
+    auto_approve_email_domains = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "Institution email domains (e.g. 'uni.example.edu') whose requests are approved by policy. "
+            "Empty: off. Never applies when two approvals are required."
+        ),
+    )
+    auto_reject_embargoed = models.BooleanField(
+        default=False, help_text="Reject requests from countries on the embargo list by policy."
+    )
     is_listed = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
 
@@ -88,38 +99,3 @@ class LicenseVersion(models.Model):
 
     def __str__(self):
         return f"{self.family.name} license {self.version}"
-
-
-class AuditEvent(models.Model):
-    """Append-only record of every state change.
-
-    Rows are written in the same transaction as the change they describe. On
-    PostgreSQL a trigger (migration 0002) refuses UPDATE and DELETE. The actor
-    is kept both as a reference and as a label, so the record still reads
-    right if the account is later removed.
-    """
-
-    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-    )
-    actor_label = models.CharField(max_length=254, blank=True, help_text="Email of the actor, or 'system'.")
-    action = models.CharField(max_length=64, db_index=True)
-    target_type = models.CharField(max_length=64, blank=True, db_index=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=254, blank=True)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=512, blank=True)
-    details = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
-
-    def __str__(self):
-        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_label or 'system'} {self.action}"

@@ -1,0 +1,47 @@
+from access.models.audit import AuditEvent
+from access.models.catalog import LicenseVersion, ModelFamily, ModelVariant, license_text_sha256
+from access.models.grants import LIVE_GRANT_STATUSES, Grant, GrantStatus, LicenseAcceptance
+from access.models.requests import (
+    OPEN_REQUEST_STATUSES,
+    QUEUE_STATUSES,
+    AccessRequest,
+    DecisionKind,
+    MessageKind,
+    OrganizationType,
+    RejectionTemplate,
+    RequestedVariant,
+    RequestMessage,
+    RequestStatus,
+    ReviewDecision,
+    ReviewNote,
+    ScreeningFlag,
+    ScreeningFlagCode,
+    VariantDecision,
+)
+
+__all__ = [
+    "LIVE_GRANT_STATUSES",
+    "OPEN_REQUEST_STATUSES",
+    "QUEUE_STATUSES",
+    "AccessRequest",
+    "AuditEvent",
+    "DecisionKind",
+    "Grant",
+    "GrantStatus",
+    "LicenseAcceptance",
+    "LicenseVersion",
+    "MessageKind",
+    "ModelFamily",
+    "ModelVariant",
+    "OrganizationType",
+    "RejectionTemplate",
+    "RequestMessage",
+    "RequestStatus",
+    "RequestedVariant",
+    "ReviewDecision",
+    "ReviewNote",
+    "ScreeningFlag",
+    "ScreeningFlagCode",
+    "VariantDecision",
+    "license_text_sha256",
+]

@@ -1,0 +1,45 @@
+"""Emails about requests and grants: rendered from templates (plain text and HTML)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from portal.models import User
+
+
+def absolute_url(path: str) -> str:
+    return settings.PORTAL_BASE_URL.rstrip("/") + path
+
+
+def email_send(*, to: list[str], template: str, context: dict) -> int:
+    """Send ``templates/access/email/<template>.{subject,txt,html}`` to the given addresses."""
+    if not to:
+        return 0
+    context = {"site_name": settings.PORTAL_SITE_NAME, "base_url": settings.PORTAL_BASE_URL, **context}
+    subject = render_to_string(f"access/email/{template}.subject.txt", context).strip()
+    text = render_to_string(f"access/email/{template}.txt", context)
+    html = render_to_string(f"access/email/{template}.html", context)
+    message = EmailMultiAlternatives(
+        subject=f"[{settings.PORTAL_SITE_NAME}] {subject}", body=text, to=to, from_email=settings.DEFAULT_FROM_EMAIL
+    )
+    message.attach_alternative(html, "text/html")
+    return message.send()
+
+
+def reviewer_emails() -> list[str]:
+    return list(
+        User.objects.filter(is_active=True, groups__permissions__codename="review_access")
+        .distinct()
+        .values_list("email", flat=True)
+    )
+
+
+def request_status_url(access_request) -> str:
+    return absolute_url(reverse("request-detail", args=[access_request.pk]))
+
+
+def review_url(access_request) -> str:
+    return absolute_url(reverse("review-detail", args=[access_request.pk]))

@@ -1,0 +1,322 @@
+"""The applicant's side of an access request: submit (with screening and
+policies), edit while more information is requested, resubmit, withdraw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from access.models import (
+    OPEN_REQUEST_STATUSES,
+    AccessRequest,
+    Grant,
+    GrantStatus,
+    LicenseVersion,
+    MessageKind,
+    ModelVariant,
+    RequestedVariant,
+    RequestMessage,
+    RequestStatus,
+    ScreeningFlag,
+    ScreeningFlagCode,
+    VariantDecision,
+)
+from access.models.grants import LIVE_GRANT_STATUSES
+from access.selectors import license_current
+from access.services.audit import audit_event_record, request_client_ip
+from portal.errors import StateConflict
+from portal.models import User
+
+EDITABLE_FIELDS = ("full_name", "affiliation", "organization_type", "position", "country", "use_case", "publications")
+
+
+@dataclass
+class ApplicationData:
+    """What the applicant fills in; the same for the web form and the API."""
+
+    full_name: str
+    affiliation: str
+    organization_type: str
+    position: str
+    country: str
+    use_case: str
+    publications: list[str]
+
+
+def _publications_clean(publications: list[str]) -> list[str]:
+    validate = URLValidator(schemes=["http", "https"])
+    cleaned, errors = [], []
+    for raw in publications:
+        url = (raw or "").strip()
+        if not url:
+            continue
+        try:
+            validate(url)
+        except ValidationError:
+            errors.append(f"“{url[:100]}” is not a web address; give links that start with https://.")
+        else:
+            cleaned.append(url)
+    if len(cleaned) > settings.REQUEST_PUBLICATIONS_MAX:
+        errors.append(f"Give at most {settings.REQUEST_PUBLICATIONS_MAX} links.")
+    if errors:
+        raise ValidationError({"publications": errors})
+    return cleaned
+
+
+def _application_apply(access_request: AccessRequest, data: ApplicationData) -> None:
+    access_request.full_name = data.full_name.strip()
+    access_request.affiliation = data.affiliation.strip()
+    access_request.organization_type = data.organization_type
+    access_request.position = data.position.strip()
+    access_request.country = (data.country or "").upper()
+    access_request.use_case = data.use_case.strip()
+    access_request.publications = _publications_clean(data.publications or [])
+    if len(access_request.use_case) < settings.REQUEST_USE_CASE_MIN_CHARS:
+        raise ValidationError(
+            {
+                "use_case": [
+                    f"Describe your research in at least {settings.REQUEST_USE_CASE_MIN_CHARS} characters "
+                    f"(you wrote {len(access_request.use_case)}): what you will study, and why it needs the weights."
+                ]
+            }
+        )
+
+
+def _variants_check(*, applicant: User, variants: list[ModelVariant], license_version: LicenseVersion) -> None:
+    if not variants:
+        raise ValidationError({"variants": ["Choose at least one model."]})
+    families = {variant.family_id for variant in variants}
+    if len(families) > 1:
+        raise ValidationError({"variants": ["Request models of one family at a time."]})
+    current = license_current(variants[0].family)
+    if current is None:
+        raise ValidationError({"variants": ["This model family has no license yet, so it cannot be requested."]})
+    if license_version.pk != current.pk:
+        raise ValidationError(
+            {
+                "license_id": [
+                    f"The license has changed since you read it: the current version is {current.version} "
+                    f"(id {current.pk}). Read it and agree to that version."
+                ]
+            }
+        )
+    blocked = Grant.objects.filter(user=applicant, status=GrantStatus.REVOKED, blocks_new_requests=True).first()
+    if blocked is not None:
+        raise ValidationError(
+            {"variants": ["Your earlier access was revoked and new requests are blocked. Write to the portal team."]}
+        )
+    open_conflict = (
+        RequestedVariant.objects.filter(
+            request__applicant=applicant, request__status__in=OPEN_REQUEST_STATUSES, variant__in=variants
+        )
+        .select_related("request", "variant")
+        .first()
+    )
+    if open_conflict is not None:
+        raise ValidationError(
+            {
+                "variants": [
+                    f"You already have an open request ({open_conflict.request.reference}) for "
+                    f"{open_conflict.variant.name}. Follow it on its status page, or withdraw it first."
+                ]
+            }
+        )
+    live = Grant.objects.filter(user=applicant, variant__in=variants, status__in=LIVE_GRANT_STATUSES)
+    live = live.select_related("variant").first()
+    if live is not None:
+        raise ValidationError({"variants": [f"You already have access to {live.variant.name}."]})
+
+
+@transaction.atomic
+def access_request_submit(
+    *,
+    applicant: User,
+    variants: list[ModelVariant],
+    data: ApplicationData,
+    license_version: LicenseVersion,
+    request=None,
+) -> AccessRequest:
+    """Create a request, screen it, and let variant policies decide what they may."""
+    # One submission per applicant at a time, so "one open request per variant" holds under races.
+    User.objects.select_for_update().filter(pk=applicant.pk).first()
+    variants = list(dict.fromkeys(variants))
+    _variants_check(applicant=applicant, variants=variants, license_version=license_version)
+    access_request = AccessRequest(applicant=applicant, license=license_version, submit_ip=request_client_ip(request))
+    _application_apply(access_request, data)
+    access_request.full_clean()
+    access_request.save()
+    RequestedVariant.objects.bulk_create(RequestedVariant(request=access_request, variant=v) for v in variants)
+    audit_event_record(
+        action="access_request.submitted",
+        actor=applicant,
+        target=access_request,
+        request=request,
+        details={"variants": [v.slug for v in variants], "license": license_version.version},
+    )
+    access_request_screen(access_request=access_request)
+
+    from access.services.review import access_request_apply_policies
+
+    access_request_apply_policies(access_request=access_request)
+    from access import tasks
+
+    transaction.on_commit(lambda: tasks.notify_request_submitted.delay(access_request.pk))
+    return access_request
+
+
+def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFlag]:
+    """Raise the screening flags of API.md/issue: shown to reviewers, never to the applicant."""
+    applicant = access_request.applicant
+    flags: list[tuple[str, str]] = []
+    domain = applicant.email.rsplit("@", 1)[-1].lower()
+    if domain in {d.lower() for d in settings.SCREENING_FREE_MAIL_DOMAINS}:
+        flags.append((ScreeningFlagCode.FREE_MAIL_DOMAIN, f"Applies with a free-mail address (@{domain})."))
+    if access_request.country.code in settings.SCREENING_EMBARGOED_COUNTRIES:
+        flags.append(
+            (ScreeningFlagCode.EMBARGOED_COUNTRY, f"Country {access_request.country.name} is on the embargo list.")
+        )
+    same_person = (
+        AccessRequest.objects.filter(
+            full_name__iexact=access_request.full_name, affiliation__iexact=access_request.affiliation
+        )
+        .exclude(applicant=applicant)
+        .select_related("applicant")
+        .first()
+    )
+    if same_person is not None:
+        flags.append(
+            (
+                ScreeningFlagCode.POSSIBLE_DUPLICATE,
+                f"Same name and affiliation as {same_person.applicant.email} ({same_person.reference}).",
+            )
+        )
+    if access_request.submit_ip:
+        revoked_users = Grant.objects.filter(status=GrantStatus.REVOKED).values("user_id")
+        same_ip = (
+            AccessRequest.objects.filter(submit_ip=access_request.submit_ip)
+            .filter(Q(status=RequestStatus.REJECTED) | Q(applicant_id__in=revoked_users))
+            .exclude(applicant=applicant)
+            .select_related("applicant")
+            .first()
+        )
+        if same_ip is not None:
+            flags.append(
+                (
+                    ScreeningFlagCode.POSSIBLE_DUPLICATE,
+                    f"Same IP address as {same_ip.applicant.email} ({same_ip.reference}), "
+                    "who was rejected or had access revoked.",
+                )
+            )
+    revoked = Grant.objects.filter(user=applicant, status=GrantStatus.REVOKED).select_related("variant").first()
+    if revoked is not None:
+        flags.append(
+            (ScreeningFlagCode.PREVIOUSLY_REVOKED, f"Access to {revoked.variant.name} was revoked before.")
+        )
+    if len(access_request.use_case) < settings.SCREENING_SHORT_USE_CASE_CHARS:
+        flags.append(
+            (
+                ScreeningFlagCode.SHORT_USE_CASE,
+                f"The use case has {len(access_request.use_case)} characters "
+                f"(flagged below {settings.SCREENING_SHORT_USE_CASE_CHARS}).",
+            )
+        )
+    created = ScreeningFlag.objects.bulk_create(
+        ScreeningFlag(request=access_request, code=code, reason=reason, review_round=access_request.review_round)
+        for code, reason in flags
+    )
+    if created:
+        audit_event_record(
+            action="access_request.flagged",
+            target=access_request,
+            details={"flags": [flag.code for flag in created], "round": access_request.review_round},
+        )
+    return created
+
+
+def _require_applicant(access_request: AccessRequest, applicant: User) -> None:
+    if access_request.applicant_id != applicant.pk:
+        # Views look requests up by owner first; this is the services' own guard.
+        raise PermissionDenied("Only the applicant can change their request.")
+
+
+@transaction.atomic
+def access_request_edit(*, access_request: AccessRequest, applicant: User, data: ApplicationData, request=None):
+    """Change the application while the reviewers are waiting for more information."""
+    access_request = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    _require_applicant(access_request, applicant)
+    if access_request.status != RequestStatus.INFO_REQUESTED:
+        raise StateConflict(
+            "You can edit a request only while the reviewers ask for more information. "
+            f"This one is {access_request.get_status_display().lower()}.",
+            code="not_editable",
+        )
+    before = {field: getattr(access_request, field) for field in EDITABLE_FIELDS}
+    _application_apply(access_request, data)
+    access_request.full_clean()
+    access_request.save()
+    changed = sorted(field for field in EDITABLE_FIELDS if getattr(access_request, field) != before[field])
+    audit_event_record(
+        action="access_request.edited",
+        actor=applicant,
+        target=access_request,
+        request=request,
+        details={"fields": changed},
+    )
+    return access_request
+
+
+@transaction.atomic
+def access_request_resubmit(*, access_request: AccessRequest, applicant: User, message: str = "", request=None):
+    """Back into the queue after more information was given; a new review round starts."""
+    access_request = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    _require_applicant(access_request, applicant)
+    if access_request.status != RequestStatus.INFO_REQUESTED:
+        raise StateConflict(
+            "Only a request waiting for more information can be resubmitted.", code="not_resubmittable"
+        )
+    # A new round: approvals of the old application no longer count. The request
+    # keeps its original submitted_at, and so its place in the queue.
+    access_request.status = RequestStatus.SUBMITTED
+    access_request.review_round += 1
+    access_request.save(update_fields=["status", "review_round", "updated_at"])
+    if message.strip():
+        RequestMessage.objects.create(
+            request=access_request, author=applicant, kind=MessageKind.APPLICANT_REPLY, text=message.strip()
+        )
+    audit_event_record(
+        action="access_request.resubmitted",
+        actor=applicant,
+        target=access_request,
+        request=request,
+        details={"round": access_request.review_round},
+    )
+    access_request_screen(access_request=access_request)
+    from access import tasks
+
+    transaction.on_commit(lambda: tasks.notify_reviewers_request_resubmitted.delay(access_request.pk))
+    return access_request
+
+
+@transaction.atomic
+def access_request_withdraw(*, access_request: AccessRequest, applicant: User, request=None) -> AccessRequest:
+    access_request = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    _require_applicant(access_request, applicant)
+    if not access_request.is_open:
+        raise StateConflict(
+            f"This request is already {access_request.get_status_display().lower()}; there is nothing to withdraw.",
+            code="not_open",
+        )
+    access_request.status = RequestStatus.WITHDRAWN
+    access_request.decided_at = timezone.now()
+    access_request.save(update_fields=["status", "decided_at", "updated_at"])
+    access_request.requested_variants.filter(decision=VariantDecision.PENDING).update(
+        decision=VariantDecision.DECLINED
+    )
+    audit_event_record(action="access_request.withdrawn", actor=applicant, target=access_request, request=request)
+    return access_request

@@ -1,0 +1,147 @@
+"""Celery tasks of the access workflow. Thin: they take ids, load rows, call a
+service or send an email. Enqueued by services only after their transaction commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from access.models import AccessRequest, RequestStatus
+from access.notifications import email_send, request_status_url, review_url, reviewer_emails
+from access.selectors_review import estimated_decision_at, queue_position
+
+EMAIL_TASK_OPTIONS = {
+    "ignore_result": True,
+    "autoretry_for": (OSError,),  # SMTP hiccups: retry with back-off
+    "retry_backoff": 30,
+    "max_retries": 5,
+    "soft_time_limit": 60,
+    "time_limit": 90,
+}
+
+
+def _request(request_id: int) -> AccessRequest | None:
+    return AccessRequest.objects.select_related("applicant").filter(pk=request_id).first()
+
+
+@shared_task(name="access.notify_request_submitted", **EMAIL_TASK_OPTIONS)
+def notify_request_submitted(request_id: int) -> None:
+    access_request = _request(request_id)
+    if access_request is None:
+        return
+    email_send(
+        to=[access_request.applicant.email],
+        template="request_submitted",
+        context={
+            "request": access_request,
+            "url": request_status_url(access_request),
+            "position": queue_position(access_request),
+            "estimate": estimated_decision_at(access_request),
+        },
+    )
+    if access_request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
+        return  # decided by policy at once; the decision email follows
+    if settings.REVIEWER_NOTIFICATIONS == "immediate":
+        email_send(
+            to=reviewer_emails(),
+            template="reviewer_new_request",
+            context={"request": access_request, "url": review_url(access_request), "resubmitted": False},
+        )
+
+
+@shared_task(name="access.notify_reviewers_request_resubmitted", **EMAIL_TASK_OPTIONS)
+def notify_reviewers_request_resubmitted(request_id: int) -> None:
+    access_request = _request(request_id)
+    if access_request is None or settings.REVIEWER_NOTIFICATIONS != "immediate":
+        return
+    to = [access_request.assignee.email] if access_request.assignee else reviewer_emails()
+    email_send(
+        to=to,
+        template="reviewer_new_request",
+        context={"request": access_request, "url": review_url(access_request), "resubmitted": True},
+    )
+
+
+@shared_task(name="access.notify_info_requested", **EMAIL_TASK_OPTIONS)
+def notify_info_requested(request_id: int) -> None:
+    access_request = _request(request_id)
+    if access_request is None:
+        return
+    message = access_request.messages.order_by("-created_at", "-id").first()
+    email_send(
+        to=[access_request.applicant.email],
+        template="info_requested",
+        context={"request": access_request, "message": message, "url": request_status_url(access_request)},
+    )
+
+
+@shared_task(name="access.notify_decision", **EMAIL_TASK_OPTIONS)
+def notify_decision(request_id: int) -> None:
+    access_request = _request(request_id)
+    if access_request is None:
+        return
+    from django.urls import reverse
+
+    from access.notifications import absolute_url
+
+    email_send(
+        to=[access_request.applicant.email],
+        template="decision",
+        context={
+            "request": access_request,
+            "approved": access_request.status == RequestStatus.APPROVED,
+            "variants": [rv for rv in access_request.requested_variants.select_related("variant")],
+            "url": request_status_url(access_request),
+            "grants_url": absolute_url(reverse("grants")),
+        },
+    )
+
+
+@shared_task(name="access.reviewer_digest_send", ignore_result=True, soft_time_limit=120, time_limit=180)
+def reviewer_digest_send() -> int:
+    """Daily summary for reviewers when REVIEWER_NOTIFICATIONS is 'digest'."""
+    if settings.REVIEWER_NOTIFICATIONS != "digest":
+        return 0
+    from access.selectors_review import review_queue
+
+    since = timezone.now() - dt.timedelta(days=1)
+    waiting = review_queue()
+    new = [r for r in waiting.filter(submitted_at__gte=since)]
+    total = waiting.count()
+    if not total:
+        return 0
+    from access.notifications import absolute_url
+
+    return email_send(
+        to=reviewer_emails(),
+        template="reviewer_digest",
+        context={"new": new, "total": total, "oldest": waiting.first(), "url": absolute_url("/review/")},
+    )
+
+
+@shared_task(name="access.grants_expire_due", ignore_result=True, soft_time_limit=300, time_limit=360)
+def grants_expire_due() -> int:
+    from access.services.grants import grants_expire_due as expire
+
+    return expire()
+
+
+@shared_task(name="access.grants_remind_expiring", ignore_result=True, soft_time_limit=300, time_limit=360)
+def grants_remind_expiring() -> int:
+    from access.notifications import absolute_url
+    from access.services.grants import grant_mark_reminded, grants_due_for_reminder
+
+    sent = 0
+    for grant in grants_due_for_reminder():
+        if grant_mark_reminded(grant=grant):
+            email_send(
+                to=[grant.user.email],
+                template="grant_expiring",
+                context={"grant": grant, "url": absolute_url("/grants/")},
+            )
+            sent += 1
+    return sent
+

@@ -1,0 +1,3 @@
+"""Filled in by the access-workflow work."""
+
+urlpatterns: list = []

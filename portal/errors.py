@@ -1,0 +1,11 @@
+"""Errors that services raise for users to read. Bad input is Django's
+ValidationError (400); these are the other outcomes a user can hit."""
+
+
+class StateConflict(Exception):
+    """The action does not fit the object's current state (HTTP 409)."""
+
+    def __init__(self, message: str, code: str = "conflict"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
