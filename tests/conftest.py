@@ -43,6 +43,22 @@ def _requirements(request):
 
 
 @pytest.fixture(autouse=True)
+def _celery_tasks_run_in_process(request):
+    """Tasks enqueued by the code under test run at once, in this process, so a test
+    sees their effect (emails in the outbox). Tests marked ``real_worker`` send
+    through the broker to a real worker process instead."""
+    from portal.celery import app
+
+    if request.node.get_closest_marker("real_worker"):
+        yield
+        return
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The production hasher costs ~0.3 s a hash and the suite logs in hundreds of times;
     # password hashing itself is Django's, not ours to test.

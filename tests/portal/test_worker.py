@@ -107,6 +107,7 @@ def _start_worker(*, queue: str, broker_env: dict, log_path) -> subprocess.Popen
         return subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.real_worker
 def test_worker_process_clears_expired_sessions_through_the_broker(transactional_db, tmp_path):
     expired = _session(expires_at=timezone.now() - dt.timedelta(days=1))
     current = _session(expires_at=timezone.now() + dt.timedelta(days=1))
