@@ -1,6 +1,8 @@
 import csv
 import json
+import re
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -8,7 +10,18 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from access.models import AuditEvent, LicenseVersion, ModelFamily, ModelVariant
+from access.models import (
+    AccessRequest,
+    AuditEvent,
+    Grant,
+    LicenseAcceptance,
+    LicenseVersion,
+    ModelFamily,
+    ModelVariant,
+    RejectionTemplate,
+    RequestedVariant,
+    ScreeningFlag,
+)
 from access.services.audit import audit_event_record
 from access.services.catalog import license_publish
 
@@ -41,12 +54,76 @@ class ModelFamilyAdmin(AuditedModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
 
+# A domain as people write it after the "@": labels of letters, digits and hyphens.
+_DOMAIN_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+class ModelVariantAdminForm(forms.ModelForm):
+    class Meta:
+        model = ModelVariant
+        fields = "__all__"
+
+    def clean_auto_approve_email_domains(self):
+        # The policy matches these against applicants' email domains: a bare string or a
+        # typo would silently approve the wrong people, or nobody.
+        value = self.cleaned_data.get("auto_approve_email_domains") or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValidationError('Give a list of domains, e.g. ["uni.example.edu", "lab.example.org"].')
+        domains = []
+        for item in value:
+            domain = item.strip().lower().lstrip("@.")
+            if not _DOMAIN_RE.match(domain):
+                raise ValidationError(f"“{item}” is not an email domain; write it as it appears after the @.")
+            if domain not in domains:
+                domains.append(domain)
+        return domains
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("auto_approve_email_domains") and (cleaned.get("approvals_required") or 1) > 1:
+            self.add_error(
+                "auto_approve_email_domains",
+                "Automatic approval never applies to a model that needs two approvals: "
+                "clear the domains, or set approvals required to 1.",
+            )
+        return cleaned
+
+
 @admin.register(ModelVariant)
 class ModelVariantAdmin(AuditedModelAdmin):
     audit_action_prefix = "catalog.variant"
-    list_display = ["name", "slug", "family", "parameters", "training_tokens", "approvals_required", "sandbox", "is_listed"]
-    list_filter = ["family", "sandbox", "is_listed", "approvals_required"]
+    form = ModelVariantAdminForm
+    list_display = [
+        "name", "slug", "family", "parameters", "training_tokens", "approvals_required",
+        "auto_reject_embargoed", "sandbox", "is_listed",
+    ]  # fmt: skip
+    list_filter = ["family", "sandbox", "is_listed", "approvals_required", "auto_reject_embargoed"]
     search_fields = ["name", "slug"]
+    fieldsets = [
+        (None, {"fields": ["family", "slug", "name", "parameters", "training_tokens", "model_card"]}),
+        ("Listing", {"fields": ["is_listed", "position", "sandbox"]}),
+        (
+            "Review policy",
+            {
+                "fields": ["approvals_required", "auto_approve_email_domains", "auto_reject_embargoed"],
+                "description": (
+                    "Decisions taken by a policy are recorded with the rule's name. Any screening flag "
+                    "sends a request to a reviewer instead of approving it automatically."
+                ),
+            },
+        ),
+    ]
+
+
+@admin.register(RejectionTemplate)
+class RejectionTemplateAdmin(AuditedModelAdmin):
+    """Reasons reviewers pick when rejecting. Retire one by unticking "active":
+    delete is off so that the history of past edits stays readable in the audit log."""
+
+    audit_action_prefix = "review.rejection_template"
+    list_display = ["title", "is_active"]
+    list_filter = ["is_active"]
+    search_fields = ["title", "text"]
 
 
 @admin.register(LicenseVersion)
@@ -180,3 +257,79 @@ class AuditEventAdmin(admin.ModelAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """For rows whose state changes only through services (which check the rules and
+    write the audit events): the admin shows them and never adds, edits or deletes."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        # Part of the request: whoever may read the request reads these with it.
+        return request.user.has_perm("access.view_accessrequest")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RequestedVariantInline(_ReadOnlyInline):
+    model = RequestedVariant
+    fields = ["variant", "decision"]
+
+
+class ScreeningFlagInline(_ReadOnlyInline):
+    model = ScreeningFlag
+    fields = ["code", "reason", "review_round", "created_at"]
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyModelAdmin):
+    list_display = ["reference", "applicant", "status", "organization_type", "country", "submitted_at", "assignee"]
+    list_filter = ["status", "organization_type"]
+    search_fields = ["reference", "applicant__email", "full_name", "affiliation"]
+    list_select_related = ["applicant", "assignee"]
+    date_hierarchy = "submitted_at"
+    inlines = [RequestedVariantInline, ScreeningFlagInline]
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyModelAdmin):
+    list_display = ["user", "variant", "status", "created_at", "activated_at", "expires_at", "ended_at"]
+    list_filter = ["status", "variant", "blocks_new_requests"]
+    search_fields = ["user__email", "variant__slug", "request__reference"]
+    list_select_related = ["user", "variant"]
+
+
+@admin.register(LicenseAcceptance)
+class LicenseAcceptanceAdmin(ReadOnlyModelAdmin):
+    list_display = ["accepted_at", "user", "license", "license_sha256", "ip_address"]
+    list_filter = ["license"]
+    search_fields = ["user__email", "license_sha256", "ip_address"]
+    list_select_related = ["user", "license__family"]
+    date_hierarchy = "accepted_at"

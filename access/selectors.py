@@ -65,15 +65,21 @@ def grants_annotate_effective_status(grants) -> list:
     grants = list(grants)
     families = {grant.variant.family for grant in grants}
     current = licenses_current_by_family(families)
-    accepted_by_user: dict[int, set[int]] = {}
-    for user_id in {grant.user_id for grant in grants}:
-        user_grants = [g for g in grants if g.user_id == user_id]
-        license_ids = {current[g.variant.family_id].pk for g in user_grants if g.variant.family_id in current}
-        accepted_by_user[user_id] = licenses_accepted(user_grants[0].user, license_ids)
+    from access.models import LicenseAcceptance
+
+    # One query for every holder on the page (a reviewer's grant list has many).
+    accepted: set[tuple[int, int]] = set()
+    if grants and current:
+        accepted = set(
+            LicenseAcceptance.objects.filter(
+                user_id__in={grant.user_id for grant in grants},
+                license_id__in={license_version.pk for license_version in current.values()},
+            ).values_list("user_id", "license_id")
+        )
     now = timezone.now()
     for grant in grants:
         license_now = current.get(grant.variant.family_id)
-        needs_license = license_now is not None and license_now.pk not in accepted_by_user[grant.user_id]
+        needs_license = license_now is not None and (grant.user_id, license_now.pk) not in accepted
         status = grant.status
         if status in (GrantStatus.ACTIVE, GrantStatus.LICENSE_REQUIRED) and grant.expires_at and grant.expires_at <= now:
             status = GrantStatus.EXPIRED

@@ -113,12 +113,14 @@ def reviewer_digest_send() -> int:
     total = waiting.count()
     if not total:
         return 0
+    from django.urls import reverse
+
     from access.notifications import absolute_url
 
     return email_send(
         to=reviewer_emails(),
         template="reviewer_digest",
-        context={"new": new, "total": total, "oldest": waiting.first(), "url": absolute_url("/review/")},
+        context={"new": new, "total": total, "oldest": waiting.first(), "url": absolute_url(reverse("review-queue"))},
     )
 
 
@@ -131,6 +133,8 @@ def grants_expire_due() -> int:
 
 @shared_task(name="access.grants_remind_expiring", ignore_result=True, soft_time_limit=300, time_limit=360)
 def grants_remind_expiring() -> int:
+    from django.urls import reverse
+
     from access.notifications import absolute_url
     from access.services.grants import grant_mark_reminded, grants_due_for_reminder
 
@@ -140,7 +144,7 @@ def grants_remind_expiring() -> int:
             email_send(
                 to=[grant.user.email],
                 template="grant_expiring",
-                context={"grant": grant, "url": absolute_url("/grants/")},
+                context={"grant": grant, "url": absolute_url(reverse("grants"))},
             )
             sent += 1
     return sent

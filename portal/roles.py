@@ -28,8 +28,15 @@ _REVIEWER_PERMISSIONS = [
     "access.view_modelvariant",
     "access.view_modelfamily",
     "access.view_licenseversion",
+    "access.view_rejectiontemplate",
 ]
 _ADMIN_PERMISSIONS = _REVIEWER_PERMISSIONS + [
+    "access.add_rejectiontemplate",
+    "access.change_rejectiontemplate",
+    # Requests, grants and acceptances are read-only in the admin: their states change through services.
+    "access.view_accessrequest",
+    "access.view_grant",
+    "access.view_licenseacceptance",
     "access.add_modelfamily",
     "access.change_modelfamily",
     "access.add_modelvariant",

@@ -238,6 +238,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Requests and grants both have a `status`, decisions and messages a `kind`: one enum name per choice set.
+    "ENUM_NAME_OVERRIDES": {
+        "AccessRequestStatusEnum": "access.models.RequestStatus",
+        "GrantStatusEnum": "access.models.GrantStatus",
+        "DecisionKindEnum": "access.models.DecisionKind",
+        "MessageKindEnum": "access.models.MessageKind",
+        "VariantDecisionEnum": "access.models.VariantDecision",
+    },
 }
 # Personal API tokens.
 API_TOKEN_PREFIX = "mwp_"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -57,6 +57,9 @@ def grant_create(
     """A new grant starts in ``license_required``: the researcher accepts the current license to use it."""
     if access_request is None and not reason.strip():
         raise ValidationError({"reason": ["Say why access is granted without a request."]})
+    if access_request is None and getattr(actor, "pk", None) == user.pk:
+        # Granting oneself access is deciding one's own request; review exists to prevent it.
+        raise PermissionDenied("You cannot grant yourself access; apply, and another reviewer will decide.")
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The end date must be in the future."]})
     if Grant.objects.filter(user=user, variant=variant, status__in=LIVE_GRANT_STATUSES).exists():
@@ -165,6 +168,8 @@ def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
 @transaction.atomic
 def grant_reinstate(*, grant: Grant, actor, reason: str = "", request=None) -> Grant:
     grant = _locked(grant)
+    if getattr(actor, "pk", None) == grant.user_id:
+        raise PermissionDenied("You cannot reinstate your own access; another reviewer must.")
     # Back to active if the license was accepted while it was active; else it waits for acceptance.
     to = GrantStatus.ACTIVE if grant.activated_at else GrantStatus.LICENSE_REQUIRED
     return _transition(

@@ -160,14 +160,15 @@ def access_request_submit(
         details={"variants": [v.slug for v in variants], "license": license_version.version},
     )
     access_request_screen(access_request=access_request)
-
-    from access.services.review import access_request_apply_policies
-
-    access_request_apply_policies(access_request=access_request)
     from access import tasks
 
-    transaction.on_commit(lambda: tasks.notify_request_submitted.delay(access_request.pk))
-    return access_request
+    # Enqueued before the policies run: the "received" email must precede a policy's decision email.
+    request_id = access_request.pk
+    transaction.on_commit(lambda: tasks.notify_request_submitted.delay(request_id))
+    from access.services.review import access_request_apply_policies
+
+    # A policy may decide at once; return the request as it now is, not as it was submitted.
+    return access_request_apply_policies(access_request=access_request)
 
 
 def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFlag]:

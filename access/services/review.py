@@ -376,6 +376,12 @@ def access_request_apply_policies(*, access_request: AccessRequest) -> AccessReq
                 variants=embargoed,
                 policy_rule=POLICY_EMBARGO_REJECT,
             )
+            # The applicant reads why these models were declined; the rest goes to a reviewer.
+            RequestMessage.objects.create(
+                request=access_request,
+                kind=MessageKind.DECISION,
+                text=f"Not approved: {', '.join(v.name for v in embargoed)}. {EMBARGO_REASON}",
+            )
             audit_event_record(
                 action="access_request.variants_declined_by_policy",
                 target=access_request,

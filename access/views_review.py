@@ -1,0 +1,666 @@
+"""The reviewers' pages: the queue, a request's detail with its decisions, grants,
+and statistics. Every view is behind ``reviewer_page``: logged in, a session that
+passed a second factor, and the review permission. State changes go through
+``access.services``; these views validate, call one service and redirect."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from access.forms_review import (
+    BulkDecisionForm,
+    ClaimForm,
+    DecisionForm,
+    GrantActionForm,
+    GrantCreateForm,
+    GrantFilterForm,
+    NoteForm,
+    QueueFilterForm,
+    reviewers,
+)
+from access.models import (
+    AccessRequest,
+    AuditEvent,
+    DecisionKind,
+    Grant,
+    ModelVariant,
+    RequestStatus,
+    VariantDecision,
+)
+from access.selectors import grants_annotate_effective_status, grants_for_user
+from access.selectors_review import (
+    requests_for_applicant,
+    review_queue,
+    review_requests_annotate_approvals,
+    review_status_counts,
+)
+from access.selectors_stats import (
+    OUTCOME_LABELS,
+    OUTCOMES,
+    STATS_WEEKS,
+    approval_rate_by_organization_type,
+    requests_per_week_by_outcome,
+    time_to_decision,
+)
+from access.services.grants import grant_create, grant_reinstate, grant_revoke, grant_suspend
+from access.services.review import (
+    access_request_claim,
+    access_request_decide,
+    access_request_note_add,
+    access_requests_bulk_decide,
+    reviewer_can_review,
+)
+from portal.errors import StateConflict
+from portal.mfa import privileged_mfa_required
+
+QUEUE_PAGE_SIZE = 50
+GRANTS_PAGE_SIZE = 50
+# Age badges of the queue: green below AMBER, amber below RED, red from RED days on.
+AGE_AMBER_DAYS = 3
+AGE_RED_DAYS = 7
+GRANT_ACTIONS = ("revoke", "suspend", "reinstate")
+
+
+def reviewer_page(view):
+    """Logged in, MFA-verified session, review permission: in that order, so a
+    reviewer without a second factor is sent to enrol or log in again, never shown
+    a review page, and anybody else gets 403."""
+
+    @wraps(view)
+    def check_reviewer(request, *args, **kwargs):
+        if not reviewer_can_review(request.user):
+            raise PermissionDenied("Only reviewers can open the review pages.")
+        return view(request, *args, **kwargs)
+
+    return login_required(privileged_mfa_required(never_cache(check_reviewer)))
+
+
+def _request_get_for_reviewer(pk: int) -> AccessRequest:
+    return get_object_or_404(AccessRequest.objects.select_related("applicant", "assignee", "license__family"), pk=pk)
+
+
+def _grant_get_for_manager(request, pk: int) -> Grant:
+    _require_grant_manager(request)
+    return get_object_or_404(Grant.objects.select_related("user", "variant"), pk=pk)
+
+
+def _require_grant_manager(request) -> None:
+    if not request.user.has_perm("access.manage_grants"):
+        raise PermissionDenied("Only reviewers who manage grants can open this page.")
+
+
+def _with_query(url: str, query: str) -> str:
+    """Back to a list with its filters; re-encoded, so nothing but a query string rides along."""
+    query = QueryDict(query or "").urlencode()
+    return f"{url}?{query}" if query else url
+
+
+def _service_errors_to_form(form, exc: ValidationError, field_map: dict[str, str]) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            target = field_map.get(field, field)
+            form.add_error(target if target in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+# --- The queue --------------------------------------------------------------------------
+
+
+def _age_badge(age: dt.timedelta) -> str:
+    if age < dt.timedelta(days=AGE_AMBER_DAYS):
+        return "ok"
+    if age < dt.timedelta(days=AGE_RED_DAYS):
+        return "warn"
+    return "bad"
+
+
+def _age_label(age: dt.timedelta) -> str:
+    if age < dt.timedelta(hours=1):
+        return f"{max(1, int(age.total_seconds() // 60))} min"
+    if age < dt.timedelta(days=1):
+        return f"{int(age.total_seconds() // 3600)} h"
+    return f"{age.days} d"
+
+
+@reviewer_page
+@require_GET
+def review_queue_page(request):
+    variants = list(ModelVariant.objects.order_by("family__name", "position", "parameters"))
+    filter_form = QueueFilterForm(request.GET, variants=variants)
+    filter_form.is_valid()
+    filters = filter_form.filters()
+    requests = review_queue(reviewer=request.user, **filters)
+    page = Paginator(requests, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = review_requests_annotate_approvals(page.object_list)
+    now = timezone.now()
+    for row in rows:
+        age = now - row.submitted_at
+        row.age_label, row.age_badge = _age_label(age), _age_badge(age)
+        row.distinct_flags = sorted({flag.get_code_display() for flag in row.flags.all()})
+    query = request.GET.copy()
+    query.pop("page", None)
+    counts = review_status_counts()
+    return render(
+        request,
+        "access/review/queue.html",
+        {
+            "filter_form": filter_form,
+            "page": page,
+            "rows": rows,
+            "counts": [(value, label, counts[value]) for value, label in RequestStatus.choices],
+            "waiting": counts[RequestStatus.SUBMITTED] + counts[RequestStatus.IN_REVIEW],
+            "query": query.urlencode(),
+            "reviewer_emails": list(reviewers().values_list("email", flat=True)),
+            "bulk_form": BulkDecisionForm(auto_id="id_bulk_%s"),
+            "age_amber_days": AGE_AMBER_DAYS,
+            "age_red_days": AGE_RED_DAYS,
+        },
+    )
+
+
+@reviewer_page
+@require_POST
+def review_bulk(request):
+    form = BulkDecisionForm(request.POST)
+    back = _with_query(reverse("review-queue"), request.POST.get("query", ""))
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(back)
+    decision = form.cleaned_data["decision"]
+    done, failed = access_requests_bulk_decide(
+        access_requests=list(form.cleaned_data["requests"]),
+        reviewer=request.user,
+        decision=decision,
+        reason=form.cleaned_data["reason"],
+        request=request,
+    )
+    decided = [r.reference for r in done if r.status != RequestStatus.IN_REVIEW]
+    waiting = [r.reference for r in done if r.status == RequestStatus.IN_REVIEW]
+    if decided:
+        verb = "Approved" if decision == DecisionKind.APPROVE else "Rejected"
+        messages.success(request, f"{verb} {len(decided)} request(s): {', '.join(decided)}.")
+    if waiting:
+        messages.info(
+            request,
+            f"Your approval is recorded for {', '.join(waiting)}; a second reviewer must approve "
+            "the models that need two.",
+        )
+    for reference, reason in failed.items():
+        messages.error(request, f"{reference} was not changed: {reason}")
+    return redirect(back)
+
+
+# --- One request ------------------------------------------------------------------------
+
+
+def _variant_rows(access_request: AccessRequest, user) -> list[dict]:
+    """Each requested model with its decision and who approved it in this round."""
+    approvers: dict[int, list[str]] = {}
+    for decision in (
+        access_request.decisions.filter(kind=DecisionKind.APPROVE, review_round=access_request.review_round)
+        .select_related("reviewer")
+        .prefetch_related("variants")
+    ):
+        who = decision.reviewer.email if decision.reviewer else f"policy {decision.policy_rule}"
+        for variant in decision.variants.all():
+            approvers.setdefault(variant.pk, []).append(who)
+    rows = []
+    for rv in access_request.requested_variants.select_related("variant"):
+        approved_by = approvers.get(rv.variant_id, [])
+        rows.append(
+            {
+                "variant": rv.variant,
+                "decision": rv.decision,
+                "decision_label": rv.get_decision_display(),
+                "pending": rv.decision == VariantDecision.PENDING,
+                "required": rv.variant.approvals_required,
+                "approved_by": approved_by,
+                "still_needed": max(0, rv.variant.approvals_required - len(approved_by))
+                if rv.decision == VariantDecision.PENDING
+                else 0,
+                "approved_by_you": user.email in approved_by,
+            }
+        )
+    return rows
+
+
+def _history(access_request: AccessRequest):
+    """Every audit event of the request and of the grants it led to: reviewers see it all."""
+    grant_ids = [str(pk) for pk in access_request.grants.values_list("pk", flat=True)]
+    return AuditEvent.objects.filter(
+        Q(target_type="access.accessrequest", target_id=str(access_request.pk))
+        | Q(target_type="access.grant", target_id__in=grant_ids)
+    ).order_by("occurred_at", "id")
+
+
+def _decision_forms(access_request, pending, bound: DecisionForm | None) -> dict[str, DecisionForm]:
+    """One form per decision on the page; the one just submitted keeps its input and errors."""
+    forms = {}
+    for kind in DecisionKind.values:
+        if bound is not None and bound.data.get("decision") == kind:
+            forms[kind] = bound
+        else:
+            forms[kind] = DecisionForm(initial={"decision": kind}, pending_variants=pending)
+    return forms
+
+
+def _detail_page(request, access_request, *, decision_form=None, note_form=None, claim_form=None, error="", status=200):
+    variant_rows = _variant_rows(access_request, request.user)
+    pending = [row["variant"] for row in variant_rows if row["pending"]]
+    applicant = access_request.applicant
+    other_requests = list(requests_for_applicant(applicant).exclude(pk=access_request.pk))
+    applicant_grants = grants_annotate_effective_status(grants_for_user(applicant).order_by("-created_at", "-id"))
+    own = access_request.applicant_id == request.user.pk
+    if decision_form is not None and "decision" in decision_form.errors:
+        error = error or " ".join(decision_form.errors["decision"])  # no decision's form to show it on
+    return render(
+        request,
+        "access/review/detail.html",
+        {
+            "ar": access_request,
+            "variant_rows": variant_rows,
+            "two_person": any(row["required"] > 1 for row in variant_rows if row["pending"]),
+            "you_approved": any(row["approved_by_you"] for row in variant_rows),
+            "flags": access_request.flags.all(),
+            "other_requests": other_requests,
+            "applicant_grants": applicant_grants,
+            "history": _history(access_request),
+            "thread": access_request.messages.select_related("author"),
+            "notes": access_request.notes.select_related("author"),
+            "note_form": note_form or NoteForm(),
+            "claim_form": claim_form or ClaimForm(),
+            "decision_forms": _decision_forms(access_request, pending, decision_form),
+            "decision_error": error,
+            "own_request": own,
+            "can_decide": access_request.is_open and not own and bool(pending),
+            "can_request_info": access_request.status in (RequestStatus.SUBMITTED, RequestStatus.IN_REVIEW) and not own,
+            "reviewer_emails": list(reviewers().exclude(pk=applicant.pk).values_list("email", flat=True)),
+        },
+        status=status,
+    )
+
+
+@reviewer_page
+@require_GET
+def review_detail(request, pk: int):
+    return _detail_page(request, _request_get_for_reviewer(pk))
+
+
+@reviewer_page
+@require_POST
+def review_note(request, pk: int):
+    access_request = _request_get_for_reviewer(pk)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        try:
+            access_request_note_add(
+                access_request=access_request, author=request.user, text=form.cleaned_data["text"], request=request
+            )
+        except ValidationError as exc:
+            _service_errors_to_form(form, exc, {})
+        else:
+            messages.success(request, "Note added. Only reviewers can read it.")
+            return redirect(reverse("review-detail", args=[pk]) + "#notes")
+    return _detail_page(request, access_request, note_form=form, status=400)
+
+
+@reviewer_page
+@require_POST
+def review_claim(request, pk: int):
+    access_request = _request_get_for_reviewer(pk)
+    form = ClaimForm(request.POST)
+    if form.is_valid():
+        try:
+            claimed = access_request_claim(
+                access_request=access_request,
+                reviewer=request.user,
+                assignee=form.cleaned_data["assignee"],
+                request=request,
+            )
+        except ValidationError as exc:
+            _service_errors_to_form(form, exc, {})
+        except StateConflict as exc:
+            return _detail_page(request, access_request, claim_form=form, error=exc.message, status=409)
+        else:
+            who = "you" if claimed.assignee_id == request.user.pk else claimed.assignee.email
+            messages.success(request, f"{claimed.reference} is now assigned to {who}.")
+            return redirect("review-detail", pk=pk)
+    return _detail_page(request, access_request, claim_form=form, status=400)
+
+
+def _decision_message(access_request: AccessRequest, decision: str) -> str:
+    reference = access_request.reference
+    if decision == DecisionKind.APPROVE:
+        if access_request.status == RequestStatus.APPROVED:
+            return f"{reference} is approved. The applicant is asked to accept the license."
+        return f"Your approval of {reference} is recorded. A second reviewer must approve it too."
+    if decision == DecisionKind.REJECT:
+        return f"{reference} is rejected. The applicant can read the reason on their status page."
+    return f"More information requested for {reference}. It comes back to the queue when the applicant resubmits."
+
+
+@reviewer_page
+@require_POST
+def review_decision(request, pk: int):
+    access_request = _request_get_for_reviewer(pk)
+    pending = [
+        rv.variant
+        for rv in access_request.requested_variants.select_related("variant")
+        if rv.decision == VariantDecision.PENDING
+    ]
+    form = DecisionForm(request.POST, pending_variants=pending)
+    if not form.is_valid():
+        return _detail_page(request, access_request, decision_form=form, status=400)
+    decision = form.cleaned_data["decision"]
+    try:
+        decided = access_request_decide(
+            access_request=access_request,
+            reviewer=request.user,
+            decision=decision,
+            reason=form.cleaned_data["message"]
+            if decision == DecisionKind.REQUEST_INFO
+            else form.cleaned_data["reason"],
+            variants=form.selected_variants() if decision == DecisionKind.APPROVE else None,
+            expires_at=form.expires_at() if decision == DecisionKind.APPROVE else None,
+            request=request,
+        )
+    except ValidationError as exc:
+        reason_field = "message" if decision == DecisionKind.REQUEST_INFO else "reason"
+        _service_errors_to_form(form, exc, {"expires_at": "expires_on", "reason": reason_field})
+        return _detail_page(request, access_request, decision_form=form, status=400)
+    except PermissionDenied as exc:  # e.g. the reviewer's own request
+        return _detail_page(request, access_request, decision_form=form, error=str(exc), status=403)
+    except StateConflict as exc:
+        return _detail_page(request, access_request, decision_form=form, error=exc.message, status=409)
+    messages.success(request, _decision_message(decided, decision))
+    return redirect("review-detail", pk=pk)
+
+
+# --- Grants -----------------------------------------------------------------------------
+
+
+def _grants_page(request, create_form: GrantCreateForm, status: int = 200):
+    _require_grant_manager(request)
+    variants = list(ModelVariant.objects.order_by("family__name", "position", "parameters"))
+    filter_form = GrantFilterForm(request.GET, variants=variants)
+    filter_form.is_valid()
+    filters = filter_form.filters()
+    grants = Grant.objects.select_related("user", "variant__family", "request", "granted_by").order_by(
+        "-created_at", "-id"
+    )
+    if filters.get("status"):
+        grants = grants.filter(status=filters["status"])
+    if filters.get("email"):
+        grants = grants.filter(user__email__icontains=filters["email"])
+    if filters.get("variant"):
+        grants = grants.filter(variant__slug=filters["variant"])
+    page = Paginator(grants, GRANTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "access/review/grants.html",
+        {
+            "filter_form": filter_form,
+            "create_form": create_form,
+            "page": page,
+            "rows": grants_annotate_effective_status(page.object_list),
+            "query": query.urlencode(),
+            "full_query": request.GET.urlencode(),
+        },
+        status=status,
+    )
+
+
+@reviewer_page
+@require_http_methods(["GET", "POST"])
+def review_grants(request):
+    if request.method == "GET":
+        return _grants_page(request, GrantCreateForm())
+    _require_grant_manager(request)
+    form = GrantCreateForm(request.POST)
+    if not form.is_valid():
+        return _grants_page(request, form, status=400)
+    try:
+        grant = grant_create(
+            user=form.user,
+            variant=form.cleaned_data["variant"],
+            actor=request.user,
+            reason=form.cleaned_data["reason"],
+            expires_at=form.expires_at(),
+            request=request,
+        )
+    except ValidationError as exc:
+        _service_errors_to_form(form, exc, {"expires_at": "expires_on", "user": "email"})
+        return _grants_page(request, form, status=400)
+    except StateConflict as exc:
+        form.add_error(None, exc.message)
+        return _grants_page(request, form, status=409)
+    messages.success(
+        request,
+        f"{grant.user.email} now has a grant for {grant.variant.name}; it becomes active when they accept the license.",
+    )
+    return redirect(_with_query(reverse("review-grants"), f"email={grant.user.email}"))
+
+
+@reviewer_page
+@require_POST
+def review_grant_action(request, pk: int, action: str):
+    if action not in GRANT_ACTIONS:
+        raise Http404(f"No grant action {action!r}; use revoke, suspend or reinstate.")
+    grant = _grant_get_for_manager(request, pk)
+    form = GrantActionForm(request.POST)
+    back = _with_query(reverse("review-grants"), request.POST.get("query", ""))
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect(back)
+    reason = form.cleaned_data["reason"]
+    try:
+        if action == "revoke":
+            grant_revoke(
+                grant=grant,
+                actor=request.user,
+                reason=reason,
+                block_new_requests=form.cleaned_data["block_new_requests"],
+                request=request,
+            )
+        elif action == "suspend":
+            grant_suspend(grant=grant, actor=request.user, reason=reason, request=request)
+        else:
+            grant_reinstate(grant=grant, actor=request.user, reason=reason, request=request)
+    except ValidationError as exc:
+        messages.error(request, f"{grant.user.email} · {grant.variant.name}: {' '.join(exc.messages)}")
+    except StateConflict as exc:
+        messages.error(request, f"{grant.user.email} · {grant.variant.name}: {exc.message}")
+    else:
+        done = {"revoke": "revoked", "suspend": "suspended", "reinstate": "reinstated"}[action]
+        messages.success(request, f"The grant of {grant.variant.name} to {grant.user.email} is {done}.")
+    return redirect(back)
+
+
+# --- Statistics -------------------------------------------------------------------------
+# Charts are drawn here as inline SVG geometry (the CSP allows no script); the
+# template only places the shapes. Coordinates are in the SVG's viewBox units.
+
+CHART_WIDTH, CHART_HEIGHT = 640, 240
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 40, 10, 16, 30
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 × 10^k at or above value (an axis' top)."""
+    if value <= 0:
+        return 1
+    magnitude = 1
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    while magnitude > value:
+        magnitude /= 10
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover - the loop always returns
+
+
+def _ticks(top: float, plot_height: float) -> list[dict]:
+    return [{"value": f"{top * share:g}", "y": round(PAD_TOP + plot_height * (1 - share), 1)} for share in (0, 0.5, 1)]
+
+
+def _weekly_outcomes_chart(weeks) -> dict:
+    plot_width = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_height = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
+    top = _nice_ceiling(max(week.total for week in weeks))
+    slot = plot_width / len(weeks)
+    bar_width = slot * 0.68
+    bars = []
+    for index, week in enumerate(weeks):
+        x = PAD_LEFT + index * slot + (slot - bar_width) / 2
+        y = PAD_TOP + plot_height
+        segments = []
+        for outcome in OUTCOMES:
+            count = week.counts[outcome]
+            if not count:
+                continue
+            height = count / top * plot_height
+            y -= height
+            segments.append(
+                {
+                    "outcome": outcome,
+                    "label": OUTCOME_LABELS[outcome],
+                    "count": count,
+                    "x": round(x, 1),
+                    "y": round(y, 1),
+                    "width": round(bar_width, 1),
+                    "height": round(height, 1),
+                }
+            )
+        bars.append(
+            {
+                "week": week.week,
+                "total": week.total,
+                "segments": segments,
+                "center": round(x + bar_width / 2, 1),
+                "total_y": round(y - 4, 1),
+            }
+        )
+    return {
+        "bars": bars,
+        "left": PAD_LEFT,
+        "right": CHART_WIDTH - PAD_RIGHT,
+        "ticks": _ticks(top, plot_height),
+        "axis_y": PAD_TOP + plot_height,
+        "label_y": CHART_HEIGHT - 10,
+    }
+
+
+RATE_ROW_HEIGHT, RATE_LABEL_WIDTH = 34, 170
+
+
+def _approval_rate_chart(rates) -> dict:
+    bar_space = CHART_WIDTH - RATE_LABEL_WIDTH - 70
+    rows = []
+    for index, rate in enumerate(rates):
+        y = 8 + index * RATE_ROW_HEIGHT
+        width = round(bar_space * rate.rate, 1) if rate.rate is not None else 0
+        rows.append(
+            {
+                "label": rate.label,
+                "rate": rate,
+                "percent": round(rate.rate * 100) if rate.rate is not None else None,
+                "y": y,
+                "text_y": y + 15,
+                "bar_x": RATE_LABEL_WIDTH,
+                "width": width,
+                "track_width": bar_space,
+                "value_x": RATE_LABEL_WIDTH + width + 6,
+            }
+        )
+    return {"rows": rows, "height": 16 + len(rates) * RATE_ROW_HEIGHT, "label_x": RATE_LABEL_WIDTH - 8}
+
+
+def duration_label(duration: dt.timedelta | None) -> str:
+    if duration is None:
+        return "—"
+    hours = duration.total_seconds() / 3600
+    if hours < 1:
+        return f"{max(1, round(hours * 60))} minutes"
+    if hours < 48:
+        return f"{hours:.0f} hours" if hours >= 10 else f"{hours:.1f} hours"
+    return f"{hours / 24:.1f} days"
+
+
+MEDIAN_CHART_HEIGHT = 160
+
+
+def _median_chart(times) -> dict:
+    plot_width = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_height = MEDIAN_CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
+    days = [week.median.total_seconds() / 86400 if week.median else None for week in times.weeks]
+    top = _nice_ceiling(max((d for d in days if d is not None), default=0))
+    slot = plot_width / len(times.weeks)
+    points = []
+    for index, (week, value) in enumerate(zip(times.weeks, days, strict=True)):
+        x = round(PAD_LEFT + slot * (index + 0.5), 1)
+        point = {"week": week.week, "x": x, "decided": week.decided, "label": duration_label(week.median)}
+        if value is not None:
+            point["y"] = round(PAD_TOP + plot_height * (1 - value / top), 1)
+        points.append(point)
+    drawn = [p for p in points if "y" in p]
+    return {
+        "points": points,
+        "drawn": drawn,
+        "polyline": " ".join(f"{p['x']},{p['y']}" for p in drawn),
+        "left": PAD_LEFT,
+        "right": CHART_WIDTH - PAD_RIGHT,
+        "ticks": _ticks(top, plot_height),
+        "axis_y": PAD_TOP + plot_height,
+        "label_y": MEDIAN_CHART_HEIGHT - 10,
+        "height": MEDIAN_CHART_HEIGHT,
+    }
+
+
+@reviewer_page
+@require_GET
+def review_stats(request):
+    now = timezone.now()
+    weeks = requests_per_week_by_outcome(now=now)
+    rates = approval_rate_by_organization_type(now=now)
+    times = time_to_decision(now=now)
+    decided = sum(rate.decided for rate in rates)
+    approved = sum(rate.approved for rate in rates)
+    return render(
+        request,
+        "access/review/stats.html",
+        {
+            "weeks_shown": STATS_WEEKS,
+            "weeks": weeks,
+            "submitted": sum(week.total for week in weeks),
+            "outcomes": [(outcome, OUTCOME_LABELS[outcome]) for outcome in OUTCOMES],
+            "weekly_chart": _weekly_outcomes_chart(weeks),
+            "rates": rates,
+            "rate_chart": _approval_rate_chart(rates),
+            "decided": decided,
+            "overall_rate": round(approved / decided * 100) if decided else None,
+            "times": times,
+            "median_label": duration_label(times.median),
+            "median_chart": _median_chart(times),
+            "chart_width": CHART_WIDTH,
+            "chart_height": CHART_HEIGHT,
+        },
+    )
