@@ -133,19 +133,30 @@ def grants_expire_due() -> int:
 
 @shared_task(name="access.grants_remind_expiring", ignore_result=True, soft_time_limit=300, time_limit=360)
 def grants_remind_expiring() -> int:
-    from django.urls import reverse
-
-    from access.notifications import absolute_url
+    """Claim each due reminder once, then hand the email to its own task, which
+    retries on mail-server errors (a claimed reminder is never lost to one)."""
     from access.services.grants import grant_mark_reminded, grants_due_for_reminder
 
-    sent = 0
+    claimed = 0
     for grant in grants_due_for_reminder():
         if grant_mark_reminded(grant=grant):
-            email_send(
-                to=[grant.user.email],
-                template="grant_expiring",
-                context={"grant": grant, "url": absolute_url(reverse("grants"))},
-            )
-            sent += 1
-    return sent
+            notify_grant_expiring.delay(grant.pk)
+            claimed += 1
+    return claimed
 
+
+@shared_task(name="access.notify_grant_expiring", **EMAIL_TASK_OPTIONS)
+def notify_grant_expiring(grant_id: int) -> None:
+    from django.urls import reverse
+
+    from access.models import Grant
+    from access.notifications import absolute_url
+
+    grant = Grant.objects.select_related("user", "variant").filter(pk=grant_id).first()
+    if grant is None or grant.expires_at is None:
+        return
+    email_send(
+        to=[grant.user.email],
+        template="grant_expiring",
+        context={"grant": grant, "url": absolute_url(reverse("grants"))},
+    )

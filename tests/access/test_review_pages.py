@@ -47,7 +47,8 @@ from access.selectors_stats import (
 )
 from access.services.grants import grant_create, grant_revoke, grant_suspend
 from access.services.review import access_request_approve, access_request_claim, access_request_reject, approvals_needed
-from access.views_review import QUEUE_PAGE_SIZE, duration_label
+from access.charts import duration_label
+from access.views_review import QUEUE_PAGE_SIZE
 from portal import roles
 from portal.models import User
 from tests.access.test_request_services import submit
