@@ -29,7 +29,10 @@ def _nice_ceiling(value: float) -> float:
 
 
 def _ticks(top: float, plot_height: float) -> list[dict]:
-    return [{"value": f"{top * share:g}", "y": round(PAD_TOP + plot_height * (1 - share), 1)} for share in (0, 0.5, 1)]
+    return [
+        {"value": f"{round(top * share, 2):g}", "y": round(PAD_TOP + plot_height * (1 - share), 1)}
+        for share in (0, 0.5, 1)
+    ]
 
 
 def weekly_outcomes_chart(weeks) -> dict:
@@ -109,7 +112,8 @@ def duration_label(duration: dt.timedelta | None) -> str:
         return "—"
     hours = duration.total_seconds() / 3600
     if hours < 1:
-        return f"{max(1, round(hours * 60))} minutes"
+        minutes = max(1, round(hours * 60))
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
     if hours < 48:
         return f"{hours:.0f} hours" if hours >= 10 else f"{hours:.1f} hours"
     return f"{hours / 24:.1f} days"
@@ -118,14 +122,27 @@ def duration_label(duration: dt.timedelta | None) -> str:
 MEDIAN_CHART_HEIGHT = 160
 
 
+# The axis unit follows the data, so a fast queue reads "30 min", not "2e-05 d".
+_MEDIAN_UNITS = [(86400, "d"), (3600, "h"), (60, "min")]
+
+
+def _median_unit(longest_seconds: float) -> tuple[int, str]:
+    for seconds, suffix in _MEDIAN_UNITS:
+        if longest_seconds >= 2 * seconds:
+            return seconds, suffix
+    return _MEDIAN_UNITS[-1]
+
+
 def median_chart(times) -> dict:
     plot_width = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = MEDIAN_CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
-    days = [week.median.total_seconds() / 86400 if week.median else None for week in times.weeks]
-    top = _nice_ceiling(max((d for d in days if d is not None), default=0))
+    longest = max((week.median.total_seconds() for week in times.weeks if week.median), default=0)
+    unit_seconds, unit = _median_unit(longest)
+    values = [week.median.total_seconds() / unit_seconds if week.median else None for week in times.weeks]
+    top = _nice_ceiling(max((v for v in values if v is not None), default=0))
     slot = plot_width / len(times.weeks)
     points = []
-    for index, (week, value) in enumerate(zip(times.weeks, days, strict=True)):
+    for index, (week, value) in enumerate(zip(times.weeks, values, strict=True)):
         x = round(PAD_LEFT + slot * (index + 0.5), 1)
         point = {"week": week.week, "x": x, "decided": week.decided, "label": duration_label(week.median)}
         if value is not None:
@@ -142,4 +159,5 @@ def median_chart(times) -> dict:
         "axis_y": PAD_TOP + plot_height,
         "label_y": MEDIAN_CHART_HEIGHT - 10,
         "height": MEDIAN_CHART_HEIGHT,
+        "unit": unit,
     }
