@@ -101,10 +101,20 @@ def _active_templates():
     return RejectionTemplate.objects.filter(is_active=True)
 
 
+class _RequestIdsField(forms.ModelMultipleChoiceField):
+    """Ids outside the database's integer range are invalid input, not a crash."""
+
+    def _check_values(self, value):
+        for pk in value:
+            if not str(pk).isdigit() or int(pk) >= 2**63:
+                raise ValidationError(f"“{str(pk)[:30]}” is not a request.", code="invalid_pk_value")
+        return super()._check_values(value)
+
+
 class BulkDecisionForm(_ReasonFromTemplateMixin, forms.Form):
-    requests = forms.ModelMultipleChoiceField(
+    requests = _RequestIdsField(
         queryset=AccessRequest.objects.order_by("submitted_at", "id"),
-        error_messages={"required": "Tick at least one request."},
+        error_messages={"required": "Tick at least one request.", "invalid_pk_value": "“%(pk)s” is not a request."},
     )
     decision = forms.ChoiceField(
         choices=[(DecisionKind.APPROVE, "Approve"), (DecisionKind.REJECT, "Reject")],

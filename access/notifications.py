@@ -14,27 +14,34 @@ def absolute_url(path: str) -> str:
     return settings.PORTAL_BASE_URL.rstrip("/") + path
 
 
-def email_send(*, to: list[str], template: str, context: dict) -> int:
-    """Send ``templates/access/email/<template>.{subject,txt,html}`` to the given addresses."""
-    if not to:
+def email_send(*, to: list[str], template: str, context: dict, bcc: list[str] | None = None) -> int:
+    """Send ``templates/access/email/<template>.{subject,txt,html}`` to the given addresses.
+
+    Lists of reviewers go in ``bcc``, so no reviewer's address reaches another."""
+    if not to and not bcc:
         return 0
     context = {"site_name": settings.PORTAL_SITE_NAME, "base_url": settings.PORTAL_BASE_URL, **context}
-    subject = render_to_string(f"access/email/{template}.subject.txt", context).strip()
+    # Subjects carry user-typed names: one line, or the mail library refuses the header.
+    subject = " ".join(render_to_string(f"access/email/{template}.subject.txt", context).split())
     text = render_to_string(f"access/email/{template}.txt", context)
     html = render_to_string(f"access/email/{template}.html", context)
     message = EmailMultiAlternatives(
-        subject=f"[{settings.PORTAL_SITE_NAME}] {subject}", body=text, to=to, from_email=settings.DEFAULT_FROM_EMAIL
+        subject=f"[{settings.PORTAL_SITE_NAME}] {subject}",
+        body=text,
+        to=to,
+        bcc=bcc or [],
+        from_email=settings.DEFAULT_FROM_EMAIL,
     )
     message.attach_alternative(html, "text/html")
     return message.send()
 
 
-def reviewer_emails() -> list[str]:
-    return list(
-        User.objects.filter(is_active=True, groups__permissions__codename="review_access")
-        .distinct()
-        .values_list("email", flat=True)
-    )
+def reviewer_emails(*, excluding: User | None = None) -> list[str]:
+    """Active reviewers' addresses, without the applicant when a reviewer applied themselves."""
+    reviewers = User.objects.filter(is_active=True, groups__permissions__codename="review_access")
+    if excluding is not None:
+        reviewers = reviewers.exclude(pk=excluding.pk)
+    return list(reviewers.distinct().values_list("email", flat=True))
 
 
 def request_status_url(access_request) -> str:

@@ -46,7 +46,8 @@ def notify_request_submitted(request_id: int) -> None:
         return  # decided by policy at once; the decision email follows
     if settings.REVIEWER_NOTIFICATIONS == "immediate":
         email_send(
-            to=reviewer_emails(),
+            to=[],
+            bcc=reviewer_emails(excluding=access_request.applicant),
             template="reviewer_new_request",
             context={"request": access_request, "url": review_url(access_request), "resubmitted": False},
         )
@@ -57,9 +58,10 @@ def notify_reviewers_request_resubmitted(request_id: int) -> None:
     access_request = _request(request_id)
     if access_request is None or settings.REVIEWER_NOTIFICATIONS != "immediate":
         return
-    to = [access_request.assignee.email] if access_request.assignee else reviewer_emails()
+    assigned = access_request.assignee and access_request.assignee != access_request.applicant
     email_send(
-        to=to,
+        to=[access_request.assignee.email] if assigned else [],
+        bcc=[] if assigned else reviewer_emails(excluding=access_request.applicant),
         template="reviewer_new_request",
         context={"request": access_request, "url": review_url(access_request), "resubmitted": True},
     )
@@ -118,7 +120,8 @@ def reviewer_digest_send() -> int:
     from access.notifications import absolute_url
 
     return email_send(
-        to=reviewer_emails(),
+        to=[],
+        bcc=reviewer_emails(),
         template="reviewer_digest",
         context={"new": new, "total": total, "oldest": waiting.first(), "url": absolute_url(reverse("review-queue"))},
     )

@@ -96,8 +96,14 @@ def reviewer_page(view):
     return login_required(privileged_mfa_required(never_cache(check_reviewer)))
 
 
-def _request_get_for_reviewer(pk: int) -> AccessRequest:
-    return get_object_or_404(AccessRequest.objects.select_related("applicant", "assignee", "license__family"), pk=pk)
+def _request_get_for_reviewer(request, pk: int) -> AccessRequest:
+    access_request = get_object_or_404(
+        AccessRequest.objects.select_related("applicant", "assignee", "license__family"), pk=pk
+    )
+    if access_request.applicant_id == request.user.pk:
+        # Reviewers see their own request only as applicants do: no notes, no flags, no decisions.
+        raise PermissionDenied("This is your own request; another reviewer must handle it.")
+    return access_request
 
 
 def _grant_get_for_manager(request, pk: int) -> Grant:
@@ -151,7 +157,7 @@ def review_queue_page(request):
     filter_form = QueueFilterForm(request.GET, variants=variants)
     filter_form.is_valid()
     filters = filter_form.filters()
-    requests = review_queue(reviewer=request.user, **filters)
+    requests = review_queue(reviewer=request.user, **filters).exclude(applicant=request.user)
     page = Paginator(requests, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = review_requests_annotate_approvals(page.object_list)
     now = timezone.now()
@@ -307,13 +313,13 @@ def _detail_page(request, access_request, *, decision_form=None, note_form=None,
 @reviewer_page
 @require_GET
 def review_detail(request, pk: int):
-    return _detail_page(request, _request_get_for_reviewer(pk))
+    return _detail_page(request, _request_get_for_reviewer(request, pk))
 
 
 @reviewer_page
 @require_POST
 def review_note(request, pk: int):
-    access_request = _request_get_for_reviewer(pk)
+    access_request = _request_get_for_reviewer(request, pk)
     form = NoteForm(request.POST)
     if form.is_valid():
         try:
@@ -331,7 +337,7 @@ def review_note(request, pk: int):
 @reviewer_page
 @require_POST
 def review_claim(request, pk: int):
-    access_request = _request_get_for_reviewer(pk)
+    access_request = _request_get_for_reviewer(request, pk)
     form = ClaimForm(request.POST)
     if form.is_valid():
         try:
@@ -366,7 +372,7 @@ def _decision_message(access_request: AccessRequest, decision: str) -> str:
 @reviewer_page
 @require_POST
 def review_decision(request, pk: int):
-    access_request = _request_get_for_reviewer(pk)
+    access_request = _request_get_for_reviewer(request, pk)
     pending = [
         rv.variant
         for rv in access_request.requested_variants.select_related("variant")
@@ -460,6 +466,9 @@ def review_grants(request):
     except StateConflict as exc:
         form.add_error(None, exc.message)
         return _grants_page(request, form, status=409)
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+        return _grants_page(request, form, status=403)
     messages.success(
         request,
         f"{grant.user.email} now has a grant for {grant.variant.name}; it becomes active when they accept the license.",
@@ -497,6 +506,8 @@ def review_grant_action(request, pk: int, action: str):
         messages.error(request, f"{grant.user.email} · {grant.variant.name}: {' '.join(exc.messages)}")
     except StateConflict as exc:
         messages.error(request, f"{grant.user.email} · {grant.variant.name}: {exc.message}")
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
     else:
         done = {"revoke": "revoked", "suspend": "suspended", "reinstate": "reinstated"}[action]
         messages.success(request, f"The grant of {grant.variant.name} to {grant.user.email} is {done}.")

@@ -108,7 +108,10 @@ def user_is_privileged(user) -> bool:
     """Reviewers, admins and any Django staff or superuser must use MFA."""
     if not getattr(user, "is_authenticated", False):
         return False
-    return user.is_staff or user.is_superuser or bool(user_roles(user) & set(PRIVILEGED_ROLES))
+    if user.is_staff or user.is_superuser or user_roles(user) & set(PRIVILEGED_ROLES):
+        return True
+    # A review permission granted outside the roles (directly, or by another group) counts too.
+    return user.has_perm("access.review_access")
 
 
 def user_primary_role(user) -> str:

@@ -373,6 +373,9 @@ ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # Every limit and policy of the workflow, read here and nowhere else.
 REQUEST_USE_CASE_MIN_CHARS = env.int("REQUEST_USE_CASE_MIN_CHARS", default=150)
 REQUEST_PUBLICATIONS_MAX = env.int("REQUEST_PUBLICATIONS_MAX", default=10)
+REQUEST_USE_CASE_MAX_CHARS = env.int("REQUEST_USE_CASE_MAX_CHARS", default=20000)
+# Longest reason, message or note a reviewer or applicant may write.
+REVIEW_TEXT_MAX_CHARS = env.int("REVIEW_TEXT_MAX_CHARS", default=10000)
 SCREENING_SHORT_USE_CASE_CHARS = env.int("SCREENING_SHORT_USE_CASE_CHARS", default=400)
 SCREENING_FREE_MAIL_DOMAINS = env.list(
     "SCREENING_FREE_MAIL_DOMAINS",

@@ -34,5 +34,6 @@ urlpatterns = [
     re_path(r"^(api|v1)/", portal_views.api_path_not_found),
 ]
 
+handler400 = "portal.views.bad_request"
 handler404 = "portal.views.not_found"
 handler500 = "portal.views.server_error"

@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import roles
-from portal.api.errors import api_not_found, api_server_error
+from portal.api.errors import api_not_found, api_server_error, json_error_response
 from portal.health import health_report
 from portal.mfa import mfa_redirect, session_is_mfa_verified, user_needs_mfa_step
 from portal.models import ApiToken
@@ -121,6 +121,16 @@ def _wants_json(request) -> bool:
 
 def api_path_not_found(request, *args, **kwargs):
     return api_not_found(request)
+
+
+def bad_request(request, exception=None):
+    # Django answers here for requests it refuses before any view runs (a body over
+    # DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed host); the API still speaks JSON.
+    if _wants_json(request):
+        return json_error_response(
+            400, "bad_request", "The request could not be read: it is malformed or its body is too large."
+        )
+    return render(request, "400.html", status=400)
 
 
 def not_found(request, exception=None):

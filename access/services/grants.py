@@ -17,6 +17,12 @@ from portal.errors import StateConflict
 from portal.models import User
 
 
+def _require_not_own(grant: Grant, actor, verb: str) -> None:
+    # Decisions about one's own access are always someone else's to make.
+    if getattr(actor, "pk", None) is not None and actor.pk == grant.user_id:
+        raise PermissionDenied(f"You cannot {verb} your own access; another reviewer must.")
+
+
 def _locked(grant: Grant) -> Grant:
     return Grant.objects.select_for_update().select_related("variant__family", "user").get(pk=grant.pk)
 
@@ -153,6 +159,7 @@ def grant_accept_license(*, grant: Grant, user: User, license_version: LicenseVe
 def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why the grant is suspended."]})
+    _require_not_own(grant, actor, "suspend")
     return _transition(
         _locked(grant),
         to=GrantStatus.SUSPENDED,
@@ -189,6 +196,7 @@ def grant_revoke(*, grant: Grant, actor, reason: str, block_new_requests: bool =
     """Final. Takes effect at once: every check of a grant reads its stored status."""
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why access is revoked; the researcher will read it."]})
+    _require_not_own(grant, actor, "revoke")
     return _transition(
         _locked(grant),
         to=GrantStatus.REVOKED,

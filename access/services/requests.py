@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from access.models import (
     VariantDecision,
 )
 from access.models.grants import LIVE_GRANT_STATUSES
+from access.models.requests import new_request_reference
 from access.selectors import license_current
 from access.services.audit import audit_event_record, request_client_ip
 from portal.errors import StateConflict
@@ -69,11 +70,23 @@ def _publications_clean(publications: list[str]) -> list[str]:
     return cleaned
 
 
+def _one_line(text: str) -> str:
+    # Names end up in email subjects and CSV rows: no line breaks, single spaces.
+    return " ".join((text or "").split())
+
+
+def text_length_check(*, field: str, text: str, limit: int | None = None) -> None:
+    limit = limit or settings.REVIEW_TEXT_MAX_CHARS
+    if text and len(text) > limit:
+        raise ValidationError({field: [f"Keep this under {limit:,} characters (it has {len(text):,})."]})
+
+
 def _application_apply(access_request: AccessRequest, data: ApplicationData) -> None:
-    access_request.full_name = data.full_name.strip()
-    access_request.affiliation = data.affiliation.strip()
+    access_request.full_name = _one_line(data.full_name)
+    access_request.affiliation = _one_line(data.affiliation)
     access_request.organization_type = data.organization_type
-    access_request.position = data.position.strip()
+    access_request.position = _one_line(data.position)
+    text_length_check(field="use_case", text=data.use_case, limit=settings.REQUEST_USE_CASE_MAX_CHARS)
     access_request.country = (data.country or "").upper()
     access_request.use_case = data.use_case.strip()
     access_request.publications = _publications_clean(data.publications or [])
@@ -149,17 +162,31 @@ def access_request_submit(
     _variants_check(applicant=applicant, variants=variants, license_version=license_version)
     access_request = AccessRequest(applicant=applicant, license=license_version, submit_ip=request_client_ip(request))
     _application_apply(access_request, data)
-    access_request.full_clean()
-    access_request.save()
+    access_request.full_clean(exclude=["reference"])
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                access_request.save()
+            break
+        except IntegrityError:
+            # The short reference collided with an existing one (rare): draw another.
+            if attempt == 4 or AccessRequest.objects.filter(reference=access_request.reference).count() == 0:
+                raise
+            access_request.reference = new_request_reference()
     RequestedVariant.objects.bulk_create(RequestedVariant(request=access_request, variant=v) for v in variants)
+    flags = access_request_screen(access_request=access_request)
+    # One event for the one state change; the screening result is part of it.
     audit_event_record(
         action="access_request.submitted",
         actor=applicant,
         target=access_request,
         request=request,
-        details={"variants": [v.slug for v in variants], "license": license_version.version},
+        details={
+            "variants": [v.slug for v in variants],
+            "license": license_version.version,
+            "flags": [flag.code for flag in flags],
+        },
     )
-    access_request_screen(access_request=access_request)
     from access import tasks
 
     # Enqueued before the policies run: the "received" email must precede a policy's decision email.
@@ -231,12 +258,7 @@ def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFla
         ScreeningFlag(request=access_request, code=code, reason=reason, review_round=access_request.review_round)
         for code, reason in flags
     )
-    if created:
-        audit_event_record(
-            action="access_request.flagged",
-            target=access_request,
-            details={"flags": [flag.code for flag in created], "round": access_request.review_round},
-        )
+    # No audit event of its own: the submit or resubmit that screened records the flags.
     return created
 
 
@@ -262,6 +284,8 @@ def access_request_edit(*, access_request: AccessRequest, applicant: User, data:
     access_request.full_clean()
     access_request.save()
     changed = sorted(field for field in EDITABLE_FIELDS if getattr(access_request, field) != before[field])
+    if not changed:
+        return access_request  # nothing changed, so nothing to record
     audit_event_record(
         action="access_request.edited",
         actor=applicant,
@@ -286,18 +310,19 @@ def access_request_resubmit(*, access_request: AccessRequest, applicant: User, m
     access_request.status = RequestStatus.SUBMITTED
     access_request.review_round += 1
     access_request.save(update_fields=["status", "review_round", "updated_at"])
+    text_length_check(field="message", text=message)
     if message.strip():
         RequestMessage.objects.create(
             request=access_request, author=applicant, kind=MessageKind.APPLICANT_REPLY, text=message.strip()
         )
+    flags = access_request_screen(access_request=access_request)
     audit_event_record(
         action="access_request.resubmitted",
         actor=applicant,
         target=access_request,
         request=request,
-        details={"round": access_request.review_round},
+        details={"round": access_request.review_round, "flags": [flag.code for flag in flags]},
     )
-    access_request_screen(access_request=access_request)
     from access import tasks
 
     transaction.on_commit(lambda: tasks.notify_reviewers_request_resubmitted.delay(access_request.pk))

@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from access.models import (
     QUEUE_STATUSES,
+    Grant,
+    GrantStatus,
     AccessRequest,
     DecisionKind,
     MessageKind,
@@ -24,9 +26,9 @@ from access.models import (
     VariantDecision,
 )
 from access.services.audit import audit_event_record
+from access.services.requests import text_length_check
 from portal.errors import StateConflict
 from portal.models import User
-from portal.roles import user_has_role
 
 POLICY_EMBARGO_REJECT = "embargoed_country_reject"
 POLICY_DOMAIN_APPROVE = "allow_listed_domain_approve"
@@ -91,6 +93,7 @@ def access_request_note_add(*, access_request: AccessRequest, author: User, text
     _require_reviewer(author, access_request)
     if not text.strip():
         raise ValidationError({"text": ["Write the note first."]})
+    text_length_check(field="text", text=text)
     note = ReviewNote(request=access_request, author=author, text=text.strip())
     note.full_clean()
     note.save()
@@ -171,6 +174,13 @@ def access_request_approve(
         )
     if not chosen:
         raise ValidationError({"variants": ["Approve at least one model, or reject the request instead."]})
+    if Grant.objects.filter(
+        user_id=access_request.applicant_id, status=GrantStatus.REVOKED, blocks_new_requests=True
+    ).exists():
+        raise StateConflict(
+            "The applicant's access was revoked with new requests blocked; reject this request instead.",
+            code="applicant_blocked",
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The end date of the grant must be in the future."]})
     if reviewer is not None and access_request.decisions.filter(
@@ -256,6 +266,7 @@ def access_request_reject(
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Give the reason; the applicant will read it."]})
+    text_length_check(field="reason", text=reason)
     access_request.requested_variants.filter(decision=VariantDecision.PENDING).update(
         decision=VariantDecision.DECLINED
     )
@@ -292,6 +303,7 @@ def access_request_request_info(
     message = (message or "").strip()
     if not message:
         raise ValidationError({"reason": ["Say what information you need; the applicant will read it."]})
+    text_length_check(field="reason", text=message)
     _decision_record(
         access_request=access_request, reviewer=reviewer, kind=DecisionKind.REQUEST_INFO, reason=message
     )
@@ -408,6 +420,3 @@ def _notify_decision(access_request: AccessRequest) -> None:
 
     transaction.on_commit(lambda: tasks.notify_decision.delay(access_request.pk))
 
-
-def user_is_reviewer(user) -> bool:
-    return user_has_role(user, "reviewer") or user_has_role(user, "admin")

@@ -205,7 +205,8 @@ def test_submitting_screens_the_request_but_the_applicant_never_sees_the_flags(c
     access_request = AccessRequest.objects.get(applicant=applicant)
     codes = set(ScreeningFlag.objects.filter(request=access_request).values_list("code", flat=True))
     assert codes == {ScreeningFlagCode.FREE_MAIL_DOMAIN, ScreeningFlagCode.SHORT_USE_CASE}
-    assert AuditEvent.objects.filter(action="access_request.flagged", target_id=str(access_request.pk)).count() == 1
+    event = AuditEvent.objects.get(action="access_request.submitted", target_id=str(access_request.pk))
+    assert sorted(event.details["flags"]) == sorted(codes)
     page = _page(response)
     for flag in ScreeningFlag.objects.filter(request=access_request):
         assert flag.reason not in page

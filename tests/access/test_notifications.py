@@ -143,8 +143,8 @@ def test_reviewers_are_emailed_at_once_about_a_new_request(
     applicant_email, reviewers_email = mailoutbox
     assert applicant_email.to == [researcher.email]
     assert_well_formed(reviewers_email)
-    assert sorted(reviewers_email.to) == sorted([reviewer.email, admin_user.email, reviewer_without_mfa.email])
-    assert researcher.email not in reviewers_email.to
+    assert sorted(reviewers_email.bcc) == sorted([reviewer.email, admin_user.email, reviewer_without_mfa.email])
+    assert researcher.email not in reviewers_email.bcc and reviewers_email.to == []
     assert reviewers_email.subject == f"{SITE} New request {access_request.reference} from University of Example"
     review_link = _absolute(reverse("review-detail", args=[access_request.pk]))
     for part in (reviewers_email.body, html_of(reviewers_email)):
@@ -257,7 +257,7 @@ def test_an_unassigned_resubmission_is_announced_to_all_reviewers(
         access_request_resubmit(access_request=access_request, applicant=researcher)
 
     (message,) = mailoutbox
-    assert sorted(message.to) == sorted([reviewer.email, second_reviewer.email])
+    assert sorted(message.bcc) == sorted([reviewer.email, second_reviewer.email])
 
 
 def test_in_digest_mode_a_resubmission_sends_no_email(
@@ -405,7 +405,7 @@ def test_the_whole_loop_sends_each_email_once_with_text_and_html(
         access_request_approve(access_request=access_request, reviewer=second_reviewer)
 
     reference = AccessRequest.objects.get().reference
-    assert [(message.subject.removeprefix(SITE + " "), sorted(message.to)) for message in mailoutbox] == [
+    assert [(message.subject.removeprefix(SITE + " "), sorted(message.to + message.bcc)) for message in mailoutbox] == [
         (f"Request {reference} received", [researcher.email]),
         (f"New request {reference} from University of Example", sorted([reviewer.email, second_reviewer.email])),
         (f"More information needed for {reference}", [researcher.email]),

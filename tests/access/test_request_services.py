@@ -332,7 +332,7 @@ def test_a_clean_submit_leaves_exactly_one_submitted_audit_event(researcher, lla
     assert event.actor == researcher
     assert event.ip_address == APPLICANT_IP
     assert event.user_agent == USER_AGENT
-    assert event.details == {"variants": ["llama-7b", "llama-13b"], "license": "1.0"}
+    assert event.details == {"variants": ["llama-7b", "llama-13b"], "license": "1.0", "flags": []}
 
 
 # --- Submit: one open request per user and variant ------------------------------------------------
@@ -590,9 +590,8 @@ def test_flags_are_raised_together_and_audited_in_one_event(llama_catalog):
         [ScreeningFlagCode.FREE_MAIL_DOMAIN, ScreeningFlagCode.EMBARGOED_COUNTRY, ScreeningFlagCode.SHORT_USE_CASE]
     )
     assert all(flag.reason for flag in access_request.flags.all())
-    assert actions == ["access_request.submitted", "access_request.flagged"]
-    event = audit_event_for(access_request, "access_request.flagged")
-    assert event.actor_label == "system"
+    assert actions == ["access_request.submitted"]  # the flags are part of the submit's one event
+    event = audit_event_for(access_request, "access_request.submitted")
     assert sorted(event.details["flags"]) == flag_codes(access_request)
 
 
@@ -629,7 +628,7 @@ def test_an_embargoed_applicant_is_rejected_by_policy_with_the_rule_named(resear
     # The applicant reads the reason in the thread.
     message = access_request.messages.get()
     assert (message.kind, message.text) == (MessageKind.DECISION, EMBARGO_REASON)
-    assert actions == ["access_request.submitted", "access_request.flagged", "access_request.rejected"]
+    assert actions == ["access_request.submitted", "access_request.rejected"]
     event = audit_event_for(access_request, "access_request.rejected")
     assert event.actor_label == "system"
     assert event.details == {"reason": EMBARGO_REASON, "policy": POLICY_EMBARGO_REJECT}
@@ -648,7 +647,6 @@ def test_only_the_variants_with_the_embargo_policy_are_declined(researcher, revi
     assert access_request.messages.get().text == f"Not approved: LLaMA 7B. {EMBARGO_REASON}"
     assert actions == [
         "access_request.submitted",
-        "access_request.flagged",
         "access_request.variants_declined_by_policy",
     ]
     event = audit_event_for(access_request, "access_request.variants_declined_by_policy")
@@ -827,7 +825,7 @@ def test_resubmitting_starts_a_new_round_and_keeps_the_place_in_the_queue(resear
     reply = info_requested.messages.get(kind=MessageKind.APPLICANT_REPLY)
     assert (reply.author, reply.text) == (researcher, "The weights stay on our cluster.")
     assert actions == ["access_request.resubmitted"]
-    assert audit_event_for(info_requested, "access_request.resubmitted").details == {"round": 2}
+    assert audit_event_for(info_requested, "access_request.resubmitted").details == {"round": 2, "flags": []}
 
 
 def test_resubmitting_screens_the_edited_application_again(researcher, info_requested, settings):
@@ -838,7 +836,8 @@ def test_resubmitting_screens_the_edited_application_again(researcher, info_requ
 
     flag = info_requested.flags.get()
     assert (flag.code, flag.review_round) == (ScreeningFlagCode.SHORT_USE_CASE, 2)
-    assert actions == ["access_request.resubmitted", "access_request.flagged"]
+    assert actions == ["access_request.resubmitted"]
+    assert audit_event_for(info_requested, "access_request.resubmitted").details["flags"] == ["short_use_case"]
 
 
 def test_resubmitting_is_refused_unless_more_information_was_requested(researcher, llama_catalog):

@@ -207,7 +207,7 @@ def test_the_digest_lists_the_requests_waiting_for_review(
     assert tasks.reviewer_digest_send.delay().get() == 1
 
     (message,) = mailoutbox
-    assert sorted(message.to) == sorted([reviewer.email, admin_user.email])
+    assert sorted(message.bcc) == sorted([reviewer.email, admin_user.email])
     assert message.subject == f"{SITE} 2 requests waiting for review"
     old.refresh_from_db()
     for part in (message.body, _html(message)):
@@ -262,7 +262,7 @@ def test_the_digest_goes_to_active_reviewers_only(digest_mode, researcher, revie
 
     tasks.reviewer_digest_send()
 
-    assert mailoutbox[0].to == [reviewer.email]
+    assert mailoutbox[0].bcc == [reviewer.email]
 
 
 def test_the_digest_counts_new_requests_by_the_clock(digest_mode, researcher, reviewer, llama_catalog, mailoutbox):
