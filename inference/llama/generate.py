@@ -1,0 +1,214 @@
+"""Generation: prefill, then one token per step from the static KV cache.
+
+Prompts of different lengths share a batch without padding tricks: each row keeps its own positions,
+and slots a row has not reached yet are masked, so a row's numbers are those of running it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from inference.llama.model import Transformer
+from inference.llama.tokenizer import IncrementalDecoder, Tokenizer
+
+SYNC_EVERY = 8  # batched generate looks at finished rows on the host only this often
+
+
+@dataclass
+class SamplingParams:
+    """temperature 0 is greedy; top_k 0 and top_p 1 disable those filters; seed makes sampling repeatable."""
+
+    max_new_tokens: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1.")
+        if self.temperature < 0:
+            raise ValueError("temperature must be 0 (greedy) or more.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1].")
+        if self.top_k < 0:
+            raise ValueError("top_k must be 0 (off) or more.")
+        self.stop = tuple(s for s in self.stop if s)
+
+
+@dataclass
+class Completion:
+    prompt_tokens: list[int]
+    tokens: list[int] = field(default_factory=list)  # generated ids, without the eos that ended them
+    text: str = ""
+    finish_reason: str | None = None  # "stop" (eos or a stop sequence) or "length"
+    logprobs: list[float] | None = None  # log p(token) under the model's unscaled distribution
+
+
+@dataclass
+class StreamChunk:
+    text: str
+    token: int | None
+    logprob: float | None = None
+    finish_reason: str | None = None
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Next ids (B,) from logits (B, V), entirely on the device: no .item(), no host round trip."""
+    if params.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / params.temperature
+    if params.top_k:
+        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if params.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token when the more likely ones before it already reach top_p; the first always stays.
+        drop = sorted_probs.cumsum(-1) - sorted_probs > params.top_p
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    # argmax(p / E) with E ~ Exp(1) draws from p (the exponential race) without multinomial's sync.
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / noise).argmax(dim=-1)
+
+
+def _generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:
+    if params.temperature == 0:
+        return None
+    gen = torch.Generator(device=device)
+    if params.seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(params.seed)
+    return gen
+
+
+def decode_steps(
+    model: Transformer, prompts: list[list[int]], params: SamplingParams
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield (next ids (B,), their logprobs (B,) or None) per step, as device tensors, max_new_tokens times."""
+    if not prompts or any(not p for p in prompts):
+        raise ValueError("every prompt needs at least one token (encode with bos).")
+    if any(t < 0 for p in prompts for t in p):
+        raise ValueError("prompts hold a negative id (pad -1 is never fed to the model).")
+    device = model.output.weight.device
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    width = max(len(p) for p in prompts)
+    model.setup_caches(len(prompts), width + params.max_new_tokens)
+    # Right-pad with eos; the padding's cache slots are overwritten before any row can attend to them.
+    tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
+    positions = torch.arange(width, device=device).expand(len(prompts), width)
+    logits = model(tokens, positions, logits_at=lengths - 1)
+    generator = _generator(params, device)
+    pos = (lengths - 1).unsqueeze(1)
+    for step in range(params.max_new_tokens):
+        next_ids = sample(logits, params, generator)
+        logprobs = None
+        if params.logprobs:
+            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
+        yield next_ids, logprobs
+        if step + 1 < params.max_new_tokens:
+            pos += 1
+            logits = model(next_ids.unsqueeze(1), pos)[:, 0]
+
+
+class _Sequence:
+    """Host-side bookkeeping of one row: eos, stop sequences, max tokens, and text deltas."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt: list[int], params: SamplingParams):
+        self.tokenizer = tokenizer
+        self.params = params
+        self.completion = Completion(prompt_tokens=prompt, logprobs=[] if params.logprobs else None)
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.pending = ""  # decoded text held back because it could be the start of a stop sequence
+
+    def push(self, token: int, logprob: float | None) -> str:
+        """Consume one generated id; return the text that may be shown now."""
+        c = self.completion
+        if token == self.tokenizer.eos_id:
+            self.pending += self.decoder.flush()
+            return self._finish("stop")
+        c.tokens.append(token)
+        if c.logprobs is not None:
+            c.logprobs.append(logprob)
+        self.pending += self.decoder.push(token)
+        at_end = len(c.tokens) >= self.params.max_new_tokens
+        if at_end:
+            self.pending += self.decoder.flush()
+        for stop in self.params.stop:
+            index = self.pending.find(stop)
+            if index >= 0:
+                self.pending = self.pending[:index]
+                return self._finish("stop")
+        if at_end:
+            return self._finish("length")
+        # Keep back the longest tail that could still grow into a stop sequence.
+        keep = max((k for s in self.params.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        c.text += out
+        return out
+
+    def _finish(self, reason: str) -> str:
+        out, self.pending = self.pending, ""
+        self.completion.text += out
+        self.completion.finish_reason = reason
+        return out
+
+
+def generate(
+    model: Transformer, tokenizer: Tokenizer, prompts: list[str] | list[list[int]], params: SamplingParams
+) -> list[Completion]:
+    """Complete a batch of prompts (text, or ids starting with bos); one Completion per prompt, in order.
+
+    Greedy results equal those of generating each prompt alone.
+    """
+    ids = [tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
+    seqs = [_Sequence(tokenizer, p, params) for p in ids]
+    window: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def drain() -> bool:
+        if not window:
+            return all(s.completion.finish_reason for s in seqs)
+        steps = torch.stack([t for t, _ in window], dim=1).tolist()  # one host sync per window
+        lps = torch.stack([lp for _, lp in window], dim=1).tolist() if params.logprobs else None
+        window.clear()
+        for row, seq in enumerate(seqs):
+            for j, token in enumerate(steps[row]):
+                if seq.completion.finish_reason:
+                    break
+                seq.push(token, lps[row][j] if lps else None)
+        return all(s.completion.finish_reason for s in seqs)
+
+    for step in decode_steps(model, ids, params):
+        window.append(step)
+        if len(window) == SYNC_EVERY and drain():
+            break
+    drain()
+    return [s.completion for s in seqs]
+
+
+def generate_stream(
+    model: Transformer, tokenizer: Tokenizer, prompt: str | list[int], params: SamplingParams
+) -> Iterator[StreamChunk]:
+    """Text deltas of one completion as they are decided; the last chunk carries the finish reason.
+
+    Deltas never split a UTF-8 character or the start of a stop sequence, and concatenate to the
+    Completion.text that generate() would return.
+    """
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    seq = _Sequence(tokenizer, ids, params)
+    for next_ids, logprobs in decode_steps(model, [ids], params):
+        token = int(next_ids[0])
+        logprob = float(logprobs[0]) if logprobs is not None else None
+        text = seq.push(token, logprob)
+        reason = seq.completion.finish_reason
+        yield StreamChunk(text=text, token=None if token == tokenizer.eos_id else token, logprob=logprob,
+                          finish_reason=reason)
+        if reason:
+            return
