@@ -183,7 +183,7 @@ def load_llama(
             )
     state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
     model.load_state_dict(state, assign=True, strict=True)
-    return model.eval()
+    return model.eval().requires_grad_(False)
 
 
 def tiny_llama_make(

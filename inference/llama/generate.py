@@ -104,7 +104,8 @@ def decode_steps(
     # Right-pad with eos; the padding's cache slots are overwritten before any row can attend to them.
     tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
     positions = torch.arange(width, device=device).expand(len(prompts), width)
-    logits = model(tokens, positions, logits_at=lengths - 1)
+    with torch.no_grad():
+        logits = model(tokens, positions, logits_at=lengths - 1)
     generator = _generator(params, device)
     pos = (lengths - 1).unsqueeze(1)
     for step in range(params.max_new_tokens):
@@ -114,8 +115,9 @@ def decode_steps(
             logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
         yield next_ids, logprobs
         if step + 1 < params.max_new_tokens:
-            pos += 1
-            logits = model(next_ids.unsqueeze(1), pos)[:, 0]
+            pos = pos + 1  # a new tensor: a compiled step must not see its input change under it
+            with torch.no_grad():
+                logits = model.decode(next_ids.unsqueeze(1), pos)[:, 0]
 
 
 class _Sequence:

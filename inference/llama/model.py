@@ -1,8 +1,9 @@
 """LLaMA-1 as Meta published it (facebookresearch/llama v1 model.py), with a gpt-fast style static KV cache.
 
 Differences from Meta's file, all numerically neutral: no model-parallel layers (shards are merged
-on load), per-row positions so prompts of different lengths share a batch, and attention over the
-whole preallocated cache with a position mask instead of slicing it (no host sync, no reallocation).
+on load), per-row positions so prompts of different lengths share a batch, attention over the whole
+preallocated cache with a position mask instead of slicing it (no host sync, no reallocation), and
+a decode step that torch.compile can capture whole (see compile_decode).
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ class ModelArgs:
         return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T, the only matrix product in the model.
+
+    Decoding one sequence multiplies one row by every weight matrix, which is bound by memory
+    bandwidth. On the CPU the BLAS call for a one-row product reaches only about half of it (see
+    benches/engine.py), while a multiply-and-sum, which Inductor fuses into one vectorised pass over
+    the weights, reaches all of it. Eager mode would materialise the product, so the rewrite is used
+    only while torch.compile traces.
+    """
+    if torch.compiler.is_compiling() and x.device.type == "cpu" and x.numel() == x.shape[-1]:
+        return (x.unsqueeze(-2) * weight).sum(-1)
+    return F.linear(x, weight)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -52,16 +67,23 @@ class RMSNorm(nn.Module):
 
 
 def precompute_freqs_cis(head_dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
-    """Rotations e^(i * pos * theta^(-2k/head_dim)) as complex64, shape (end, head_dim // 2)."""
+    """Rotations e^(i * pos * theta^(-2k/head_dim)) as (cos, sin) pairs, shape (end, head_dim // 2, 2).
+
+    Meta keeps them as complex64; real pairs give the same numbers and let torch.compile fuse the
+    rotation (Inductor generates no code for complex operators).
+    """
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    t = torch.arange(end, dtype=torch.float32)
-    return torch.polar(torch.ones(end, head_dim // 2), torch.outer(t, freqs))
+    angles = torch.outer(torch.arange(end, dtype=torch.float32), freqs)
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
 def apply_rotary_emb(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
-    # x: (B, T, H, D); freqs_cis: (B, T, D/2). Meta's convention: adjacent pairs (x0, x1) are one complex number.
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    out = torch.view_as_real(xc * freqs_cis.unsqueeze(2)).flatten(3)
+    # x: (B, T, H, D); freqs_cis: (B, T, D/2, 2). Meta's convention: adjacent pairs (x0, x1) are one
+    # complex number x0 + i*x1, multiplied by cos + i*sin.
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = freqs_cis[..., 0].unsqueeze(2), freqs_cis[..., 1].unsqueeze(2)
+    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1).flatten(3)
     return out.type_as(x)
 
 
@@ -79,9 +101,9 @@ class Attention(nn.Module):
 
     def forward(self, x, freqs_cis, input_pos, mask):
         bsz, seqlen, _ = x.shape
-        q = self.wq(x).view(bsz, seqlen, self.n_heads, self.head_dim)
-        k = self.wk(x).view(bsz, seqlen, self.n_heads, self.head_dim)
-        v = self.wv(x).view(bsz, seqlen, self.n_heads, self.head_dim)
+        q = linear(x, self.wq.weight).view(bsz, seqlen, self.n_heads, self.head_dim)
+        k = linear(x, self.wk.weight).view(bsz, seqlen, self.n_heads, self.head_dim)
+        v = linear(x, self.wv.weight).view(bsz, seqlen, self.n_heads, self.head_dim)
         q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
 
         # Write this step's keys/values at each row's own positions; the cache never moves or grows.
@@ -94,7 +116,7 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), cache_k.transpose(1, 2), cache_v.transpose(1, 2), attn_mask=mask
         )
-        return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))
+        return linear(out.transpose(1, 2).reshape(bsz, seqlen, -1), self.wo.weight)
 
 
 class FeedForward(nn.Module):
@@ -105,7 +127,7 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(dim, hidden_dim, bias=False)
 
     def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return linear(F.silu(linear(x, self.w1.weight)) * linear(x, self.w3.weight), self.w2.weight)
 
 
 class TransformerBlock(nn.Module):
@@ -133,15 +155,23 @@ class Transformer(nn.Module):
         self.cache_positions: torch.Tensor | None = None
         self.max_batch_size = 0
         self.max_seq_len = 0
+        self.decode = self.forward  # the one-token step; compile_decode swaps in a compiled one
+        self.decode_compiled = False
 
     def setup_caches(self, max_batch_size: int, max_seq_len: int) -> None:
-        """Preallocate the KV cache; reuse the current one when it has exactly this shape."""
+        """Preallocate the KV cache for up to max_batch_size rows of max_seq_len positions.
+
+        A compiled decode step keeps a cache that is large enough (a new shape would mean a new
+        compilation); eager mode reallocates to the exact shape so attention reads no spare slots.
+        """
         if max_seq_len > self.args.max_seq_len:
             raise ValueError(
                 f"{max_seq_len} positions requested but the model supports {self.args.max_seq_len}; "
                 "shorten the prompt or ask for fewer new tokens."
             )
         if (max_batch_size, max_seq_len) == (self.max_batch_size, self.max_seq_len):
+            return
+        if self.decode_compiled and max_batch_size <= self.max_batch_size and max_seq_len <= self.max_seq_len:
             return
         weight = self.output.weight
         shape = (max_batch_size, max_seq_len, self.args.n_heads, self.args.head_dim)
@@ -152,11 +182,23 @@ class Transformer(nn.Module):
         self.cache_positions = torch.arange(max_seq_len, device=weight.device)
         self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
 
-    @torch.inference_mode()
+    def compile_decode(self, **options) -> None:
+        """Use torch.compile for the one-token decode step: one graph, no Python per layer.
+
+        Shapes are static, so the first step at each batch size (and cache size) compiles, which
+        takes seconds to a minute; later steps reuse it. Needs a C++ compiler on the CPU and Triton on
+        CUDA. Prefill stays eager: its shape changes with every prompt.
+        """
+        self.requires_grad_(False)  # graphs without autograd; also what makes the weights constants
+        self.decode = torch.compile(self.forward, fullgraph=True, dynamic=False, **options)
+        self.decode_compiled = True
+
     def forward(
         self, tokens: torch.Tensor, input_pos: torch.Tensor, logits_at: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits (B, T, V) in float32 for tokens (B, T) at positions input_pos (B, T).
+
+        Callers run it under torch.no_grad(); load_llama returns a model without gradients anyway.
 
         With logits_at (B,), only the hidden state at that index of each row goes through the output
         layer, giving (B, V): prefill needs just the last prompt token of each row.
@@ -171,7 +213,7 @@ class Transformer(nn.Module):
             h = layer(h, freqs_cis, input_pos, mask)
         if logits_at is not None:
             h = h[torch.arange(h.shape[0], device=h.device), logits_at]
-        return self.output(self.norm(h)).float()
+        return linear(self.norm(h), self.output.weight).float()
 
 
 def scaled_init_(model: Transformer, *, generator: torch.Generator) -> None:

@@ -104,3 +104,17 @@ def test_negative_or_empty_prompt_ids_are_refused(engine):
         generate(model, tok, [[1, -1, 5]], SamplingParams())
     with pytest.raises(ValueError, match="at least one token"):
         generate(model, tok, [[]], SamplingParams())
+
+
+def test_compiled_decode_gives_the_tokens_and_logprobs_of_eager_mode(tiny_ckpt):
+    # The compiled step rewrites one-row products as multiply-and-sum; the numbers must not move.
+    tok = Tokenizer(tiny_ckpt / "tokenizer.model")
+    params = SamplingParams(max_new_tokens=20, logprobs=True)
+    eager = generate(load_llama(tiny_ckpt, device="cpu"), tok, ["Hello", "The mill"], params)
+    compiled_model = load_llama(tiny_ckpt, device="cpu")
+    compiled_model.compile_decode()
+    single = generate(compiled_model, tok, ["Hello"], params)[0]
+    batched = generate(compiled_model, tok, ["Hello", "The mill"], params)
+    assert single.tokens == eager[0].tokens and len(single.tokens) > 8
+    assert [c.tokens for c in batched] == [c.tokens for c in eager]
+    assert max(abs(a - b) for a, b in zip(single.logprobs, eager[0].logprobs)) < 1e-4

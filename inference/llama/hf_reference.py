@@ -1,0 +1,56 @@
+"""Our model's weights in transformers' LlamaForCausalLM, the reference the tests and benches compare with.
+
+transformers is a test and benchmark dependency only; it is imported here, never by the portal.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inference.llama.model import Transformer
+
+
+def meta_to_hf_qk(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Reorder wq/wk output rows from Meta's rotary convention to transformers'.
+
+    Meta rotates interleaved pairs (x0, x1); transformers rotates halves (x_i, x_{i+d/2}).
+    """
+    dim = w.shape[1]
+    return w.view(n_heads, w.shape[0] // n_heads // 2, 2, dim).transpose(1, 2).reshape(w.shape[0], dim)
+
+
+def to_hf(model: Transformer, *, permute: bool = True, attn_implementation: str = "eager"):
+    """A LlamaForCausalLM holding the same weights (copies), in the same dtype, on the same device.
+
+    permute=False skips the rotary reordering: the negative control of the correctness tests.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    a = model.args
+    weight = model.output.weight
+    config = LlamaConfig(
+        vocab_size=a.vocab_size, hidden_size=a.dim, intermediate_size=a.hidden_dim, num_hidden_layers=a.n_layers,
+        num_attention_heads=a.n_heads, num_key_value_heads=a.n_heads, rms_norm_eps=a.norm_eps,
+        tie_word_embeddings=False, attention_bias=False, mlp_bias=False, rope_theta=10000.0,
+        max_position_embeddings=a.max_seq_len, hidden_act="silu", attn_implementation=attn_implementation,
+    )
+    qk = (lambda w: meta_to_hf_qk(w, a.n_heads)) if permute else (lambda w: w)
+    sd = model.state_dict()
+    hf = {"model.embed_tokens.weight": sd["tok_embeddings.weight"], "model.norm.weight": sd["norm.weight"],
+          "lm_head.weight": sd["output.weight"]}
+    for i in range(a.n_layers):
+        p, q = f"layers.{i}.", f"model.layers.{i}."
+        hf |= {
+            q + "self_attn.q_proj.weight": qk(sd[p + "attention.wq.weight"]),
+            q + "self_attn.k_proj.weight": qk(sd[p + "attention.wk.weight"]),
+            q + "self_attn.v_proj.weight": sd[p + "attention.wv.weight"],
+            q + "self_attn.o_proj.weight": sd[p + "attention.wo.weight"],
+            q + "mlp.gate_proj.weight": sd[p + "feed_forward.w1.weight"],
+            q + "mlp.up_proj.weight": sd[p + "feed_forward.w3.weight"],
+            q + "mlp.down_proj.weight": sd[p + "feed_forward.w2.weight"],
+            q + "input_layernorm.weight": sd[p + "attention_norm.weight"],
+            q + "post_attention_layernorm.weight": sd[p + "ffn_norm.weight"],
+        }
+    reference = LlamaForCausalLM(config).to(device=weight.device, dtype=weight.dtype)
+    reference.load_state_dict({k: v.clone() for k, v in hf.items()}, strict=True)
+    return reference.eval()
