@@ -298,6 +298,21 @@ if PORTAL_STORAGE_BACKEND not in {"local", "s3"}:
     raise ImproperlyConfigured("PORTAL_STORAGE_BACKEND must be 'local' or 's3'.")
 if PRODUCTION and PORTAL_STORAGE_BACKEND == "s3":
     S3_BUCKET = _require("S3_BUCKET")
+# Files at least this large go to S3 in parts (uploaded in parallel, retried part by part).
+S3_MULTIPART_THRESHOLD_MB = env.int("S3_MULTIPART_THRESHOLD_MB", default=64)
+
+# --- Weight downloads ---------------------------------------------------------------
+DOWNLOAD_LINK_TTL_HOURS = env.float("DOWNLOAD_LINK_TTL_HOURS", default=24)
+DOWNLOAD_LINK_MAX_DOWNLOADS = env.int("DOWNLOAD_LINK_MAX_DOWNLOADS", default=5)
+# Lifetime of the presigned S3 GET the gateway redirects to; capped at 15 minutes.
+DOWNLOAD_PRESIGNED_URL_SECONDS = min(env.int("DOWNLOAD_PRESIGNED_URL_SECONDS", default=900), 900)
+# Local storage behind nginx: the gateway answers with X-Accel-Redirect to this internal
+# location (e.g. /protected-weights/) and nginx sends the file. Empty: Django streams it.
+DOWNLOAD_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_ACCEL_REDIRECT_PREFIX", default="")
+# Leak rule: a bundle used from more than this many distinct networks (/24 or /48)
+# within the window is suspended and reviewers are alerted.
+DOWNLOAD_LEAK_MAX_NETWORKS = env.int("DOWNLOAD_LEAK_MAX_NETWORKS", default=3)
+DOWNLOAD_LEAK_WINDOW_HOURS = env.float("DOWNLOAD_LEAK_WINDOW_HOURS", default=24)
 
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "static/"

@@ -1,5 +1,6 @@
 from access.models.audit import AuditEvent
 from access.models.catalog import LicenseVersion, ModelFamily, ModelVariant, license_text_sha256
+from access.models.downloads import DownloadBundle, DownloadEvent, DownloadLink, WeightFile
 from access.models.grants import LIVE_GRANT_STATUSES, Grant, GrantStatus, LicenseAcceptance
 from access.models.requests import (
     OPEN_REQUEST_STATUSES,
@@ -26,6 +27,9 @@ __all__ = [
     "AccessRequest",
     "AuditEvent",
     "DecisionKind",
+    "DownloadBundle",
+    "DownloadEvent",
+    "DownloadLink",
     "Grant",
     "GrantStatus",
     "LicenseAcceptance",
@@ -43,5 +47,6 @@ __all__ = [
     "ScreeningFlag",
     "ScreeningFlagCode",
     "VariantDecision",
+    "WeightFile",
     "license_text_sha256",
 ]
