@@ -3,7 +3,7 @@ trailing slash, like /api/v1/models."""
 
 from django.urls import path
 
-from access import api_requests, api_review
+from access import api_downloads, api_requests, api_review
 
 urlpatterns = [
     path("access-requests", api_requests.AccessRequestListCreateApi.as_view(), name="api-access-requests"),
@@ -23,6 +23,11 @@ urlpatterns = [
         "grants/<int:pk>/accept-license",
         api_requests.GrantAcceptLicenseApi.as_view(),
         name="api-grant-accept-license",
+    ),
+    path(
+        "grants/<int:pk>/download-links",
+        api_downloads.GrantDownloadLinksApi.as_view(),
+        name="api-grant-download-links",
     ),
     path("review/requests", api_review.ReviewRequestListApi.as_view(), name="api-review-requests"),
     path("review/requests/<int:pk>", api_review.ReviewRequestDetailApi.as_view(), name="api-review-request"),

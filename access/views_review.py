@@ -41,6 +41,7 @@ from access.models import (
     VariantDecision,
 )
 from access.selectors import grants_annotate_effective_status, grants_for_user
+from access.selectors_downloads import LEAK_ALERT_DAYS, bundles_suspended_by_leak_rule
 from access.selectors_review import (
     requests_for_applicant,
     review_queue,
@@ -182,6 +183,11 @@ def review_queue_page(request):
             "bulk_form": BulkDecisionForm(auto_id="id_bulk_%s"),
             "age_amber_days": AGE_AMBER_DAYS,
             "age_red_days": AGE_RED_DAYS,
+            # The alerts link to a grant's downloads, which only grant managers may open.
+            "leak_alerts": list(bundles_suspended_by_leak_rule())
+            if request.user.has_perm("access.manage_grants")
+            else [],
+            "leak_alert_days": LEAK_ALERT_DAYS,
         },
     )
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.utils import timezone
@@ -113,6 +113,12 @@ def favicon(request):
 def healthz(request):
     healthy, report = health_report()
     return JsonResponse(report, status=200 if healthy else 503)
+
+
+def livez(request):
+    """Liveness: the process answers requests. Touches nothing else, so a load balancer or
+    orchestrator can poll it often; /healthz is the readiness check with dependencies."""
+    return HttpResponse("ok\n", content_type="text/plain")
 
 
 def _wants_json(request) -> bool:

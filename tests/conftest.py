@@ -21,6 +21,8 @@ from portal import roles
 from portal.services import api_token_create
 from tests.factories import TEST_PASSWORD, UserFactory
 
+pytest_plugins = ["tests.storage_fixtures"]
+
 IN_CI = bool(os.environ.get("CI"))
 
 

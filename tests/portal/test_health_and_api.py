@@ -309,3 +309,12 @@ def test_unknown_api_paths_answer_json_even_with_debug_on(api_client, db, settin
 def test_unknown_model_error_says_where_to_look(api_client, llama_catalog):
     error = _assert_error_body(api_client.get("/api/v1/models/llama-1000b"), 404)
     assert "llama-1000b" in error["message"] and "/api/v1/models" in error["message"]
+
+
+def test_livez_answers_without_touching_dependencies(client, db, settings, django_assert_num_queries):
+    # A broken broker makes /healthz fail; liveness must still answer, and without a query.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    with django_assert_num_queries(0):
+        response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"

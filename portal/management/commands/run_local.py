@@ -28,6 +28,7 @@ class Command(BaseCommand):
         python = sys.executable
         accounts = io.StringIO()
         call_command("seed_demo", stdout=accounts)
+        demo_weights = self._demo_weights_publish()
         # The children run in their own sessions (so Ctrl-C reaches only us and we stop
         # them in order); a SIGTERM or SIGHUP to us must stop them too.
         for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -58,6 +59,7 @@ class Command(BaseCommand):
             f"Portal running at {url}" if healthy else f"Portal starting at {url} (not healthy yet: see {url}healthz)",
             f"  health: {url}healthz   API docs: {url}api/docs/   admin: {url}admin/",
             accounts.getvalue().rstrip(),
+            demo_weights,
             f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['ENGINE']}",
             "Emails (sign-up verification, password reset) are printed in this terminal. Ctrl-C stops.",
             "=" * 78,
@@ -74,6 +76,24 @@ class Command(BaseCommand):
         failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
         if failed:
             raise SystemExit(1)
+
+    @staticmethod
+    def _demo_weights_publish() -> str:
+        """Generate and publish the llama-demo-tiny checkpoint (idempotent); one line for the banner."""
+        from access.services.artifacts import WeightsPublishError, demo_weights_publish
+        from access.storage import StorageError
+        from inference.llama.checkpoint import CheckpointError
+
+        folder = settings.VAR_DIR / "demo-weights" / "llama-demo-tiny"
+        try:
+            result = demo_weights_publish(folder=folder)
+        except (WeightsPublishError, StorageError, CheckpointError, OSError) as exc:
+            # The portal is still worth starting: only the demo download is missing.
+            return f"Demo weights NOT published ({exc}); downloads of llama-demo-tiny will find no files."
+        return (
+            f"Demo weights: {result.variant.slug} from {folder} in {result.storage} storage "
+            f"({len(result.files)} files, {result.uploaded} uploaded, {result.unchanged} unchanged)"
+        )
 
     @staticmethod
     def _stop(children) -> None:

@@ -1,0 +1,304 @@
+"""The download gateway, ``/dl/...``: the URLs handed to researchers.
+
+No session, cookie or CSRF token is needed: the signed token in the path is the
+credential. Every request, good or bad, is logged as a ``DownloadEvent``. Errors
+answer in plain text saying what to do next, with ``Cache-Control: no-store``.
+
+Local storage: the file is streamed with single-range support (or handed to nginx
+with X-Accel-Redirect when DOWNLOAD_ACCEL_REDIRECT_PREFIX is set). S3: a 302 to a
+presigned GET, valid DOWNLOAD_PRESIGNED_URL_SECONDS at most.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import partial
+from urllib.parse import quote
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from access.services import downloads as svc
+from access.storage import StorageError, weight_storage
+
+STREAM_BLOCK_BYTES = 1 << 20
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _plain(status: int, message: str, request) -> HttpResponse:
+    # Only refusals point to the grants page; reversing and building its URL is not free.
+    if "{grants}" in message:
+        message = message.replace("{grants}", svc.grants_page_url(request))
+    body = message + "\n"
+    response = HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
+    if status == 405:
+        response["Allow"] = "GET, HEAD"
+    return _no_store(response)
+
+
+def _refuse(request, outcome: svc.DownloadOutcome, *, link=None, bundle=None, network=None) -> HttpResponse:
+    svc.download_event_record(
+        request=request, status_code=outcome.status, outcome=outcome.name, link=link, bundle=bundle, network=network
+    )
+    return _plain(outcome.status, outcome.message, request)
+
+
+METHOD_NOT_ALLOWED = svc.DownloadOutcome("method_not_allowed", 405, "Download links answer GET and HEAD only.")
+WRONG_NAME = svc.DownloadOutcome(
+    "wrong_name", 404, "This link is for another file name. Copy the whole link, or create new links on {grants}."
+)
+RANGE_NOT_SATISFIABLE = svc.DownloadOutcome("range_not_satisfiable", 416)
+REDIRECTED = svc.DownloadOutcome("redirected", 302)
+STORAGE_ERROR = svc.DownloadOutcome(
+    "storage_error",
+    503,
+    "The file is unavailable right now; try again in a few minutes. Your download was not counted.",
+)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """A single ``bytes=`` range as (first, last) inclusive; None when the header is absent,
+    malformed or multi-range (served as the whole file, as HTTP allows); False when unsatisfiable."""
+    match = _RANGE.match(header.replace(" ", "")) if header else None
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:  # suffix: the last N bytes
+        length = int(match[2])
+        if length == 0 or size == 0:
+            return False
+        return max(size - length, 0), size - 1
+    first = int(match[1])
+    if first >= size:
+        return False
+    last = int(match[2]) if match[2] else size - 1
+    if last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+class _FilePart:
+    """A file object limited to ``length`` bytes from its current offset.
+
+    It keeps ``fileno()``, so a WSGI server with sendfile (gunicorn) sends it from the kernel,
+    for the Content-Length we declare; other servers read it block by block. Reads are counted
+    so a short transfer (the client went away) can be logged as such."""
+
+    def __init__(self, raw, length: int, on_close):
+        self._raw = raw
+        self._left = length
+        self._on_close = on_close
+        self.read_bytes = 0
+        self.was_read = False
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        self.was_read = True
+        if self._left <= 0:
+            return b""
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._raw.read(size)
+        self._left -= len(data)
+        self.read_bytes += len(data)
+        return data
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            self._on_close(self)
+
+
+def _content_disposition(name: str) -> str:
+    ascii_name = "".join(c for c in name if 32 <= ord(c) < 127 and c not in '"\\') or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+def _refuse_link(request, outcome: svc.DownloadOutcome, link, ip, network) -> HttpResponse:
+    svc.gateway_event_record(request=request, link=link, outcome=outcome, ip=ip, network=network)
+    return _plain(outcome.status, outcome.message, request)
+
+
+def _serve_local(request, link, storage, byte_range, range_start, ip: str | None, network: str) -> HttpResponse:
+    size = link.file_size
+    first, last = byte_range if byte_range else (0, size - 1)
+    length = max(last - first + 1, 0)
+    status = 206 if byte_range else 200
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{link.file_sha256}"',
+        "Content-Disposition": _content_disposition(link.file_name),
+        "Cache-Control": "no-store",
+    }
+    if byte_range:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    take = partial(svc.download_take, link=link, request=request, ip=ip, network=network, range_start=range_start)
+
+    if request.method == "HEAD":
+        outcome, _, _ = take(served=svc.DownloadOutcome("head", status), bytes_sent=0)
+        response = HttpResponse(status=status, content_type="application/octet-stream", headers=headers)
+        response["Content-Length"] = str(length)
+        return response
+
+    if settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
+        # nginx sends the bytes (and answers the Range itself); the portal only decided and counted.
+        outcome, _, _ = take(served=svc.DownloadOutcome("accel_redirect", status))
+        if not outcome.allowed:
+            return _plain(outcome.status, outcome.message, request)
+        headers.pop("Content-Range", None)
+        response = HttpResponse(status=200, content_type="application/octet-stream", headers=headers)
+        response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(
+            link.file_storage_key
+        )
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    # Opened before counting, so a file storage cannot give is never counted.
+    try:
+        raw = open(storage.path(link.file_storage_key), "rb")
+        raw.seek(first)
+    except (OSError, StorageError):
+        raw = None
+    # Logged with the length planned; corrected when the stream ends short (client gone).
+    outcome, _, event_id = take(
+        served=svc.DownloadOutcome("partial" if byte_range else "served", status),
+        bytes_sent=length,
+        failure=STORAGE_ERROR if raw is None else None,
+    )
+    if not outcome.allowed:
+        if raw is not None:
+            raw.close()
+        return _plain(outcome.status, outcome.message, request)
+
+    def closed(part: _FilePart) -> None:
+        if part.was_read and part.read_bytes != length:
+            svc.download_event_bytes_sent(event_id, part.read_bytes)
+
+    part = _FilePart(raw, length, closed)
+    response = FileResponse(part, status=status, content_type="application/octet-stream", headers=headers)
+    response.block_size = STREAM_BLOCK_BYTES
+    response["Content-Length"] = str(length)
+    return response
+
+
+@csrf_exempt
+def file_download(request, token: str, name: str):
+    ip = svc.request_client_ip(request)
+    network = svc.client_network(ip)
+    link = svc.gateway_link_from_token(token, network=network, now=timezone.now())
+    if request.method not in ("GET", "HEAD"):
+        return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
+    if link is None:
+        return _refuse_link(request, svc.UNKNOWN, None, ip, network)
+    if name != link.file_name:
+        return _refuse_link(request, WRONG_NAME, link, ip, network)
+
+    link = svc.gateway_leak_check(link, network=network)
+    outcome = svc.gateway_authorize(link)
+    if not outcome.allowed:
+        return _refuse_link(request, outcome, link, ip, network)
+
+    size = link.file_size
+    range_header = request.META.get("HTTP_RANGE", "")
+    if_range = request.META.get("HTTP_IF_RANGE")
+    if range_header and if_range is not None and if_range.strip() != f'"{link.file_sha256}"':
+        range_header = ""  # the client's partial copy is of another file version: send it whole
+    byte_range = _parse_range(range_header, size)
+    if byte_range is False:
+        # Nothing to send, so nothing to count: usually a client whose copy is already complete.
+        svc.gateway_event_record(request=request, link=link, outcome=RANGE_NOT_SATISFIABLE, ip=ip, network=network)
+        response = _plain(416, f"The file has {size} bytes; the range asked for starts past its end.", request)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+
+    range_start = byte_range[0] if byte_range else None
+    storage = weight_storage()
+    if storage.name != "s3":
+        return _serve_local(request, link, storage, byte_range, range_start, ip, network)
+    try:
+        url = storage.presigned_get_url(
+            link.file_storage_key, filename=link.file_name, expires_in=settings.DOWNLOAD_PRESIGNED_URL_SECONDS
+        )
+    except (StorageError, ValueError):
+        url = None
+    outcome, _, _ = svc.download_take(
+        link=link, request=request, ip=ip, network=network, range_start=range_start, served=REDIRECTED,
+        failure=STORAGE_ERROR if url is None else None,
+    )  # fmt: skip
+    if not outcome.allowed:
+        return _plain(outcome.status, outcome.message, request)
+    return _no_store(HttpResponseRedirect(url))
+
+
+def _bundle_request(request, token: str):
+    """The bundle of a script or manifest request, or the error response to send."""
+    bundle = svc.bundle_from_token(token)
+    if request.method not in ("GET", "HEAD"):
+        return None, _refuse(request, METHOD_NOT_ALLOWED, bundle=bundle)
+    if bundle is not None:
+        svc.bundle_leak_check(bundle, network=svc.client_network(svc.request_client_ip(request)))
+    outcome = svc.bundle_authorize(bundle=bundle, request=request)
+    if not outcome.allowed:
+        return None, _refuse(request, outcome, bundle=bundle)
+    return bundle, None
+
+
+def _shell_word(value: str) -> str:
+    return shlex.quote(str(value))
+
+
+@csrf_exempt
+def bundle_script(request, token: str):
+    bundle, refusal = _bundle_request(request, token)
+    if refusal is not None:
+        return refusal
+    manifest = svc.bundle_manifest(bundle, request)
+    context = {
+        "model": _shell_word(manifest["model"]),
+        # The name goes in a comment line (one line, nothing to run) and, quoted, in a variable.
+        "model_name": " ".join(bundle.grant.variant.name.split()),
+        "model_name_word": _shell_word(bundle.grant.variant.name),
+        "has_checklist": any(entry["name"] == "checklist.chk" for entry in manifest["files"]),
+        "expires_at": f"{bundle.expires_at:%Y-%m-%d %H:%M} UTC",
+        "grants_url": _shell_word(svc.grants_page_url(request)),
+        "files": [
+            {
+                "name": _shell_word(entry["name"]),
+                "url": _shell_word(entry["url"]),
+                "size": int(entry["size"]),
+                "sha256": _shell_word(entry["sha256"]),
+                "md5": entry["md5"],
+            }
+            for entry in manifest["files"]
+        ],
+    }
+    svc.download_event_record(request=request, status_code=200, outcome="script", bundle=bundle)
+    response = HttpResponse(
+        render_to_string("access/downloads/download.sh", context), content_type="text/x-shellscript; charset=utf-8"
+    )
+    response["Content-Disposition"] = 'attachment; filename="download.sh"'
+    return _no_store(response)
+
+
+@csrf_exempt
+def bundle_manifest(request, token: str):
+    bundle, refusal = _bundle_request(request, token)
+    if refusal is not None:
+        return refusal
+    svc.download_event_record(request=request, status_code=200, outcome="manifest", bundle=bundle)
+    response = HttpResponse(
+        json.dumps(svc.bundle_manifest(bundle, request), indent=2) + "\n", content_type="application/json"
+    )
+    response["Content-Disposition"] = 'inline; filename="manifest.json"'
+    return _no_store(response)

@@ -1,0 +1,324 @@
+"""The download gateway under gunicorn on loopback, against references measured in the same run.
+
+1. Link validation + redirect: GET of a gateway link with S3 storage (an S3 API server on
+   loopback, moto's server mode), answered with a 302 to a presigned URL that the client does not
+   follow. Every such request verifies the token, the grant, the license and counts a download
+   (one guarded UPDATE) and logs the request: requests/s and p50/p99 latency, against the trivial
+   view `/livez` of the same app, same server, same client. Goal: at least 0.5 of its requests/s.
+2. Streaming: a 1 GiB file in local storage downloaded through the gateway (gunicorn sends it
+   with sendfile) against reading the same file directly, both with curl (the client download.sh
+   uses): `curl URL` against `curl file://PATH`, output discarded. Measured twice: cold, with the
+   file's pages evicted from the page cache before each run (the regime of real weight files,
+   16 GB shards that no web server keeps cached), and warm, from the page cache, where the direct
+   read is a memory copy and the gateway pays for TCP over loopback.
+   Goal: at least 0.8 of the direct MB/s.
+
+    .venv/bin/python benches/gateway.py [--requests 2000] [--clients 4] [--workers 2] [--size-mib 1024]
+
+Uses SQLite in a temporary folder, or a throwaway database on the server of DATABASE_URL when it is
+set (the database it names is not touched). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOAL_RPS_RATIO = 0.5
+GOAL_MBPS_RATIO = 0.8
+CHUNK = 1 << 20
+BENCH_DB = "portal_bench_gateway"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url(tmp: Path) -> tuple[str, str | None]:
+    """(URL for the bench, server URL to drop the throwaway database from, or None for SQLite)."""
+    server = os.environ.get("DATABASE_URL")
+    if not server or server.startswith("sqlite"):
+        return f"sqlite:///{tmp / 'bench.sqlite3'}", None
+    import psycopg
+
+    parts = urlsplit(server)
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    return parts._replace(path=f"/{BENCH_DB}").geturl(), admin
+
+
+def drop_database(admin: str | None) -> None:
+    if admin:
+        import psycopg
+
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
+def write_random_file(path: Path, size_mib: int) -> str:
+    """A file of random bytes (incompressible, no shared pages); returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    block = os.urandom(CHUNK)
+    with open(path, "wb") as f:
+        for i in range(size_mib):
+            chunk = block[i % 251:] + block[: i % 251]  # distinct blocks without 1 GiB of urandom
+            digest.update(chunk)
+            f.write(chunk)
+    return digest.hexdigest()
+
+
+def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str) -> tuple[str, str]:
+    """Migrate, seed, and create an active grant with a bundle; returns the gateway paths
+    (small file for the redirect test, 1 GiB file for streaming)."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import transaction
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from access.models import ModelVariant, WeightFile
+    from access.selectors import license_current
+    from access.services.catalog import catalog_seed_llama
+    from access.services.downloads import bundle_create, link_path
+    from access.services.grants import grant_accept_license, grant_create
+    from portal import roles
+    from portal.services import user_create
+
+    catalog_seed_llama()
+    variant = ModelVariant.objects.get(slug="llama-demo-tiny")
+    WeightFile.objects.create(variant=variant, name="params.json", storage_key="llama-demo-tiny/params.json",
+                              size=2, sha256=hashlib.sha256(b"{}").hexdigest(), md5=hashlib.md5(b"{}").hexdigest())
+    WeightFile.objects.create(variant=variant, name=big_file.name, storage_key=f"llama-demo-tiny/{big_file.name}",
+                              size=big_file.stat().st_size, sha256=big_sha256, md5="0" * 32)
+    with transaction.atomic():
+        researcher = user_create(email="bench-researcher@example.org", password=None, email_verified=True)
+        reviewer = user_create(email="bench-reviewer@example.org", password=None, role=roles.REVIEWER,
+                               email_verified=True)
+        grant = grant_create(user=researcher, variant=variant, actor=reviewer, reason="gateway benchmark")
+        grant = grant_accept_license(grant=grant, user=researcher, license_version=license_current(variant.family))
+    bundle = bundle_create(grant=grant, user=researcher)
+    links = {link.file.name: link_path(link) for link in bundle.links.select_related("file")}
+    return links["params.json"], links[big_file.name]
+
+
+def start_gunicorn(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gunicorn", "portal.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+           "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/livez")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def load(port: int, path: str, expect: int, total: int, clients: int) -> tuple[float, list[float]]:
+    """Send `total` GETs from `clients` threads; returns (requests/s, latencies in seconds)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    per_client = total // clients
+
+    def client():
+        mine = []
+        for _ in range(per_client):
+            start = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            mine.append(time.perf_counter() - start)
+            if response.status != expect:
+                errors.append(f"{response.status} for {path}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} unexpected answers, first: {errors[0]}")
+    return len(latencies) / elapsed, latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (no root needed), so the next read comes from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def curl_seconds(url: str, expected_size: int) -> float:
+    """Seconds for curl to fetch url into /dev/null; fails unless it got the whole file with a 200."""
+    start = time.perf_counter()
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url],
+                         capture_output=True, text=True, check=True).stdout.split()
+    elapsed = time.perf_counter() - start
+    if out[0] not in ("200", "000") or int(out[1]) != expected_size:  # file:// reports code 000
+        raise SystemExit(f"curl {url}: status {out[0]}, {out[1]} of {expected_size} bytes")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    opts = parser.parse_args()
+    started = time.perf_counter()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    admin_url = None
+    procs: list[subprocess.Popen] = []
+    moto = None
+    try:
+        from moto.server import ThreadedMotoServer
+
+        db_url, admin_url = database_url(tmp)
+        storage_root = tmp / "storage"
+        big_file = storage_root / "llama-demo-tiny" / "bench-1gib.bin"
+        print(f"writing a {opts.size_mib} MiB file ...", flush=True)
+        big_sha256 = write_random_file(big_file, opts.size_mib)
+        (storage_root / "llama-demo-tiny" / "params.json").write_bytes(b"{}")
+
+        s3_port = free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+        moto.start()
+        common = {
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "false",
+            "PORTAL_VAR_DIR": str(tmp),
+            "DATABASE_URL": db_url,
+            "DATABASE_CONN_MAX_AGE": "60",  # persistent connections, as in production
+            "PORTAL_STORAGE_ROOT": str(storage_root),
+            # Every request here is a first download from one network: lift both limits.
+            "DOWNLOAD_LINK_MAX_DOWNLOADS": str(10**9),
+            "DOWNLOAD_LEAK_MAX_NETWORKS": str(10**6),
+        }
+        s3 = {
+            "PORTAL_STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "S3_BUCKET": "bench-weights", "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench-secret",
+        }
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3["S3_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id="bench", aws_secret_access_key="bench-secret").create_bucket(
+            Bucket="bench-weights")
+        small_path, big_path = setup_portal({**common, "PORTAL_STORAGE_BACKEND": "local"}, big_file, big_sha256)
+
+        # 1. Validation + redirect (S3) against /livez, same server.
+        port = free_port()
+        procs.append(start_gunicorn({**common, **s3}, port, opts.workers))
+        load(port, "/livez", 200, 100, opts.clients)  # warm-up: imports, connections
+        load(port, small_path, 302, 100, opts.clients)
+        trivial_rps, trivial_lat = load(port, "/livez", 200, opts.requests, opts.clients)
+        gateway_rps, gateway_lat = load(port, small_path, 302, opts.requests, opts.clients)
+        stop(procs.pop())
+
+        # 2. Streaming a 1 GiB file (local storage) against reading it directly.
+        port = free_port()
+        procs.append(start_gunicorn({**common, "PORTAL_STORAGE_BACKEND": "local"}, port, opts.workers))
+        size = big_file.stat().st_size
+        gateway_url, direct_url = f"http://127.0.0.1:{port}{big_path}", big_file.as_uri()
+        timings = {}
+        for regime in ("cold", "warm"):
+            for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+                runs = []
+                for _ in range(opts.repeats):
+                    if regime == "cold":
+                        evict(big_file)
+                    else:
+                        curl_seconds(direct_url, size)  # into the page cache
+                    runs.append(curl_seconds(url, size))
+                timings[regime, name] = min(runs)
+        stop(procs.pop())
+    finally:
+        for proc in procs:
+            stop(proc)
+        if moto is not None:
+            moto.stop()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        drop_database(admin_url)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    mib = size / (1 << 20)
+    print()
+    print(f"gunicorn, {opts.workers} sync workers; {opts.clients} client threads, {opts.requests} requests in all; "
+          f"database {db_url.split(':')[0]}; streaming with curl, best of {opts.repeats}")
+    print()
+    print("| what | requests/s | p50 ms | p99 ms | MiB/s | ratio | goal |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    print(f"| `/livez` (reference) | {trivial_rps:,.0f} | {percentile(trivial_lat, .5) * 1e3:.1f} | "
+          f"{percentile(trivial_lat, .99) * 1e3:.1f} | | | |")
+    rps_ratio = gateway_rps / trivial_rps
+    print(f"| gateway link → 302 to S3 | {gateway_rps:,.0f} | {percentile(gateway_lat, .5) * 1e3:.1f} | "
+          f"{percentile(gateway_lat, .99) * 1e3:.1f} | | {rps_ratio:.2f} | >= {GOAL_RPS_RATIO}: "
+          f"{'met' if rps_ratio >= GOAL_RPS_RATIO else 'NOT met'} |")
+    for regime in ("cold", "warm"):
+        direct_mbps = mib / timings[regime, "direct"]
+        gateway_mbps = mib / timings[regime, "gateway"]
+        ratio = gateway_mbps / direct_mbps
+        goal = f">= {GOAL_MBPS_RATIO}: {'met' if ratio >= GOAL_MBPS_RATIO else 'NOT met'}" if regime == "cold" else ""
+        print(f"| {mib:,.0f} MiB file read directly, {regime} (reference) | | | | {direct_mbps:,.0f} | | |")
+        print(f"| {mib:,.0f} MiB through the gateway, {regime} | | | | {gateway_mbps:,.0f} | {ratio:.2f} | {goal} |")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

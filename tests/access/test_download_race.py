@@ -1,0 +1,57 @@
+"""The download count under concurrency: one guarded UPDATE per first request, so a link
+can never be used more often than it allows, however many clients start at once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from access.models import DownloadEvent
+from access.services.downloads import link_path
+from tests.access.downloads_helpers import body_of, bundle_make
+
+CLIENTS = 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_fifty_concurrent_first_requests_get_exactly_the_five_downloads_left(
+    settings, published_demo_weights, researcher, reviewer
+):
+    settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 5
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = CLIENTS  # every client has its own network here
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    path = link_path(link)
+    start = threading.Barrier(CLIENTS)
+    results: list[tuple[int, bytes]] = []
+    errors: list[BaseException] = []
+
+    def first_request(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            response = Client().get(path, REMOTE_ADDR=f"10.0.{n}.1")
+            results.append((response.status_code, body_of(response)))
+        except BaseException as exc:  # reported below, with the thread's traceback lost otherwise
+            errors.append(exc)
+        finally:
+            connection.close()  # each thread has its own connection; leave none open
+
+    threads = [threading.Thread(target=first_request, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+    assert Counter(status for status, _ in results) == {200: 5, 403: 45}
+    whole = (published_demo_weights[1] / "params.json").read_bytes()
+    assert [body for status, body in results if status == 200] == [whole] * 5
+    link.refresh_from_db()
+    assert link.downloads_used == 5
+    assert DownloadEvent.objects.filter(link=link, counted=True).count() == 5
+    assert DownloadEvent.objects.filter(link=link, outcome="exhausted", status_code=403).count() == 45
