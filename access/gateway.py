@@ -12,6 +12,7 @@ presigned GET, valid DOWNLOAD_PRESIGNED_URL_SECONDS at most.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from functools import partial
@@ -168,6 +169,9 @@ def _serve_local(request, link, storage, byte_range, range_start, ip: str | None
     try:
         raw = open(storage.path(link.file_storage_key), "rb")
         raw.seek(first)
+        # Weight files are read once, front to back: ask the kernel for its larger readahead.
+        if hasattr(os, "posix_fadvise"):  # Linux; macOS has none
+            os.posix_fadvise(raw.fileno(), first, length, os.POSIX_FADV_SEQUENTIAL)
     except (OSError, StorageError):
         raw = None
     # Logged with the length planned; corrected when the stream ends short (client gone).

@@ -13,6 +13,11 @@ urlpatterns = [
     path("requests/<int:pk>/decision/", views_review.review_decision, name="review-decision"),
     path("grants/", views_review.review_grants, name="review-grants"),
     path("grants/<int:pk>/downloads/", views_review_downloads.review_grant_downloads, name="review-grant-downloads"),
+    path(
+        "grants/<int:pk>/downloads/bundles/<int:bundle_id>/unsuspend/",
+        views_review_downloads.review_bundle_unsuspend,
+        name="review-bundle-unsuspend",
+    ),
     path("grants/<int:pk>/<str:action>/", views_review.review_grant_action, name="review-grant-action"),
     path("stats/", views_review.review_stats, name="review-stats"),
 ]

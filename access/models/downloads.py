@@ -109,6 +109,8 @@ class DownloadEvent(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["bundle", "created_at"], name="dl_event_bundle_time_idx"),
+            # The leak rule's question, per request: which networks used this bundle lately?
+            models.Index(fields=["bundle", "network", "created_at"], name="dl_event_bundle_net_idx"),
             models.Index(fields=["grant", "created_at"], name="dl_event_grant_time_idx"),
         ]
 

@@ -25,7 +25,7 @@ from functools import cache, partial
 
 from django.conf import settings
 from django.core import signing
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
@@ -141,6 +141,14 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
     grants_annotate_effective_status([grant])
     if grant.effective_status != GrantStatus.ACTIVE:
         raise StateConflict(_unusable_grant_message(grant), code="grant_not_usable")
+    latest = DownloadBundle.objects.filter(grant=grant).order_by("-created_at", "-id").first()
+    if latest is not None and latest.suspended_at is not None:
+        # Otherwise new links would undo the leak rule the moment it fired.
+        raise StateConflict(
+            "Your download links were suspended because they were used from unusually many places. "
+            "A reviewer will look into it and contact you; new links can be made once they have.",
+            code="links_suspended",
+        )
     files = list(WeightFile.objects.filter(variant=grant.variant).order_by("name"))
     if not files:
         raise StateConflict(
@@ -237,6 +245,31 @@ def bundle_suspend(*, bundle: DownloadBundle, reason: str, actor=None, request=N
         details={"grant": locked.grant_id, "user": locked.grant.user.email, "reason": locked.suspended_reason},
     )
     return True
+
+
+@transaction.atomic
+def bundle_unsuspend(*, bundle: DownloadBundle, actor, reason: str, request=None) -> DownloadBundle:
+    """A reviewer lifts a suspension after looking into it: the links work again (if not expired
+    or replaced) and the researcher may create new ones."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the suspension is lifted; it goes in the audit log."]})
+    locked = DownloadBundle.objects.select_for_update().select_related("grant__user").get(pk=bundle.pk)
+    if locked.grant.user_id == getattr(actor, "pk", None):
+        raise PermissionDenied("You cannot lift a suspension of your own download links.")
+    if locked.suspended_at is None:
+        raise StateConflict("These links are not suspended.", code="not_suspended")
+    previous = locked.suspended_reason
+    locked.suspended_at, locked.suspended_reason = None, ""
+    locked.save(update_fields=["suspended_at", "suspended_reason"])
+    audit_event_record(
+        action="download.bundle_unsuspended",
+        actor=actor,
+        target=locked,
+        request=request,
+        details={"grant": locked.grant_id, "reason": reason, "suspended_for": previous},
+    )
+    return locked
 
 
 def client_network(ip: str | None) -> str:

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import DownloadBundle, DownloadEvent, ModelVariant
+from access.models import AuditEvent, DownloadBundle, DownloadEvent, ModelVariant
 from access.services.downloads import (
     bundle_create,
     bundle_current,
@@ -319,15 +319,74 @@ def test_the_leak_panel_shows_only_the_leak_rules_suspensions_of_the_last_30_day
     reviewer_client, researcher, reviewer, grant
 ):
     assert 'data-testid="leak-alerts"' not in _text(reviewer_client.get(reverse("review-queue")))
-    with time_machine.travel(timezone.now() - dt.timedelta(days=31)):
-        old = bundle_create(grant=grant, user=researcher)
-        bundle_suspend(bundle=old, reason="Leak rule: long ago.")
+    # Made first: once the latest links are suspended, no new ones can be made.
+    old = bundle_create(grant=grant, user=researcher)
     by_hand = bundle_create(grant=grant, user=researcher)
+    recent = bundle_create(grant=grant, user=researcher)
+    with time_machine.travel(timezone.now() - dt.timedelta(days=31)):
+        bundle_suspend(bundle=old, reason="Leak rule: long ago.")
     bundle_suspend(bundle=by_hand, reason="Suspended by a reviewer.", actor=reviewer)
     assert 'data-testid="leak-alerts"' not in _text(reviewer_client.get(reverse("review-queue")))
 
-    recent = bundle_create(grant=grant, user=researcher)
     bundle_suspend(bundle=recent, reason="Leak rule: links used from 4 networks.")
     queue = _text(reviewer_client.get(reverse("review-queue")))
 
     assert re.findall(r'data-testid="leak-alert" data-bundle="([^"]+)"', queue) == [recent.public_id]
+
+
+# --- After a leak suspension: no new links until a reviewer lifts it --------------------------------
+
+
+def test_new_links_are_refused_while_the_latest_links_are_suspended(researcher, grant, settings):
+    from tests.conftest import bearer_client as make_bearer_client
+
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = 3
+    bundle = bundle_create(grant=grant, user=researcher)
+    assert _use_from_many_networks(bundle) == [200, 200, 200, 403]
+
+    api = make_bearer_client(researcher)
+    response = api.post(f"/api/v1/grants/{grant.pk}/download-links")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "links_suspended"
+    assert DownloadBundle.objects.filter(grant=grant).count() == 1  # the leak rule was not undone
+
+
+def unsuspend_url(grant, bundle) -> str:
+    return reverse("review-bundle-unsuspend", args=[grant.pk, bundle.pk])
+
+
+def test_a_reviewer_lifts_a_suspension_with_a_reason_and_the_links_work_again(
+    reviewer_client, researcher, reviewer, grant
+):
+    bundle = bundle_create(grant=grant, user=researcher)
+    bundle_suspend(bundle=bundle, reason="Leak rule: links used from 4 networks.")
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    assert Client().get(link_path(link)).status_code == 403
+    page = _text(reviewer_client.get(review_url(grant)))
+    assert 'data-testid="unsuspend-form"' in page
+
+    refused = reviewer_client.post(unsuspend_url(grant, bundle), {"reason": "  "}, follow=True)
+    assert any("Say why" in m for m in _messages(refused))
+    bundle.refresh_from_db()
+    assert bundle.suspended_at is not None
+
+    reviewer_client.post(unsuspend_url(grant, bundle), {"reason": "Cluster with four NAT gateways, confirmed."})
+
+    bundle.refresh_from_db()
+    assert bundle.suspended_at is None
+    assert Client().get(link_path(link)).status_code == 200
+    event = AuditEvent.objects.get(action="download.bundle_unsuspended")
+    assert event.actor_id == reviewer.pk and "NAT gateways" in event.details["reason"]
+    assert bundle_create(grant=grant, user=researcher).pk != bundle.pk  # new links may be made again
+
+
+def test_researchers_cannot_lift_a_suspension(researcher_client, researcher, grant):
+    bundle = bundle_create(grant=grant, user=researcher)
+    bundle_suspend(bundle=bundle, reason="Leak rule.")
+
+    response = researcher_client.post(unsuspend_url(grant, bundle), {"reason": "it was me"})
+
+    assert response.status_code in (302, 403, 404)
+    bundle.refresh_from_db()
+    assert bundle.suspended_at is not None
