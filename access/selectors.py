@@ -53,6 +53,20 @@ def licenses_accepted(user, license_ids) -> set[int]:
     )
 
 
+def grant_status_effective(*, status: str, expires_at, needs_license: bool, now) -> str:
+    """The status a grant is enforced with: a stored ``active`` one whose holder has not
+    accepted the family's current license counts as ``license_required``; an ``active`` or
+    ``license_required`` one whose end date has passed counts as ``expired`` even before the
+    hourly sweep stores it. The gateway's one-query path uses the same rule."""
+    from access.models import GrantStatus
+
+    if status in (GrantStatus.ACTIVE, GrantStatus.LICENSE_REQUIRED) and expires_at and expires_at <= now:
+        return GrantStatus.EXPIRED
+    if status == GrantStatus.ACTIVE and needs_license:
+        return GrantStatus.LICENSE_REQUIRED
+    return status
+
+
 def grants_annotate_effective_status(grants) -> list:
     """Set ``effective_status`` and ``license_required`` (the license to accept, or None)
     on each grant, in a fixed number of queries whatever their number.
@@ -80,11 +94,9 @@ def grants_annotate_effective_status(grants) -> list:
     for grant in grants:
         license_now = current.get(grant.variant.family_id)
         needs_license = license_now is not None and (grant.user_id, license_now.pk) not in accepted
-        status = grant.status
-        if status in (GrantStatus.ACTIVE, GrantStatus.LICENSE_REQUIRED) and grant.expires_at and grant.expires_at <= now:
-            status = GrantStatus.EXPIRED
-        elif status == GrantStatus.ACTIVE and needs_license:
-            status = GrantStatus.LICENSE_REQUIRED
+        status = grant_status_effective(
+            status=grant.status, expires_at=grant.expires_at, needs_license=needs_license, now=now
+        )
         grant.effective_status = status
         grant.license_required = license_now if status == GrantStatus.LICENSE_REQUIRED else None
     return grants

@@ -7,13 +7,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from access.models import Grant, GrantStatus
-from access.selectors import grants_annotate_effective_status, grants_for_user
+from access import views_apply
+from access.selectors import grants_annotate_effective_status
 from access.selectors_downloads import weights_published
 from access.services.downloads import (
     bundle_create,
@@ -28,10 +28,7 @@ from portal.errors import StateConflict
 
 def _grant_get_for_user(request, pk: int) -> Grant:
     """The caller's own grant with its effective status, or 404: nobody learns that another's exists."""
-    grant = grants_for_user(request.user).filter(pk=pk).first()
-    if grant is None:
-        raise Http404("No such grant.")
-    return grants_annotate_effective_status([grant])[0]
+    return grants_annotate_effective_status([views_apply._grant_get_for_user(request, pk)])[0]
 
 
 @login_required

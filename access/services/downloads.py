@@ -27,7 +27,6 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -44,7 +43,7 @@ from access.models import (
     WeightFile,
 )
 from access.notifications import absolute_url
-from access.selectors import grants_annotate_effective_status
+from access.selectors import grant_status_effective, grants_annotate_effective_status
 from access.services.audit import audit_event_record, request_client_ip
 from portal.errors import StateConflict
 
@@ -450,14 +449,12 @@ class GatewayLink:
 
     @property
     def effective_status(self) -> str:
-        """As grants_annotate_effective_status."""
-        status = self.grant_status
-        if status in (GrantStatus.ACTIVE, GrantStatus.LICENSE_REQUIRED) and self.grant_expires_at:
-            if self.grant_expires_at <= self.now:
-                return GrantStatus.EXPIRED
-        if status == GrantStatus.ACTIVE and self.license_id is not None and not self.license_accepted:
-            return GrantStatus.LICENSE_REQUIRED
-        return status
+        return grant_status_effective(
+            status=self.grant_status,
+            expires_at=self.grant_expires_at,
+            needs_license=self.license_id is not None and not self.license_accepted,
+            now=self.now,
+        )
 
 
 def _columns(model, *names: str) -> list[str]:
@@ -762,11 +759,6 @@ def gateway_event_record(
 ) -> int:
     """Log a gateway request refused before any counting (method, unknown link, name, bundle checks)."""
     return _gateway_event_insert(link, request, ip, network, outcome, False, None)
-
-
-def download_uncount(link: DownloadLink) -> None:
-    """Give back a download the portal could not serve (storage failure after counting)."""
-    DownloadLink.objects.filter(pk=link.pk, downloads_used__gt=0).update(downloads_used=F("downloads_used") - 1)
 
 
 def download_event_record(
