@@ -51,6 +51,9 @@ class DownloadBundle(models.Model):
     retired_at = models.DateTimeField(null=True, blank=True, help_text="Set when a newer bundle replaced this one.")
     suspended_at = models.DateTimeField(null=True, blank=True, help_text="Set by the leak rule or a reviewer.")
     suspended_reason = models.TextField(blank=True)
+    leak_cleared_networks = models.JSONField(
+        default=list, blank=True, help_text="Networks a reviewer cleared when lifting a suspension: the leak rule skips them."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -89,12 +92,35 @@ class DownloadLink(models.Model):
 class DownloadEvent(models.Model):
     """Append-only log of gateway requests: who fetched what, from where, and what they got."""
 
-    link = models.ForeignKey(DownloadLink, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
-    bundle = models.ForeignKey(
-        DownloadBundle, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    # Every gateway request inserts a row, so the table carries no more than it must. No database
+    # foreign-key constraints: each one is a trigger that locks the referenced row FOR KEY SHARE,
+    # and concurrent downloads of one file all lock the same rows. The gateway writes ids it has
+    # just read, and Django's PROTECT still keeps referenced rows from being deleted. No
+    # single-column indexes on bundle and grant: the composite indexes below start with them.
+    link = models.ForeignKey(
+        DownloadLink, null=True, blank=True, on_delete=models.PROTECT, related_name="events", db_constraint=False
     )
-    grant = models.ForeignKey(Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="download_events")
-    file = models.ForeignKey(WeightFile, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    bundle = models.ForeignKey(
+        DownloadBundle,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
+    )
+    grant = models.ForeignKey(
+        Grant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="download_events",
+        db_index=False,
+        db_constraint=False,
+    )
+    file = models.ForeignKey(
+        WeightFile, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     network = models.CharField(max_length=64, blank=True, help_text="The client's /24 (IPv4) or /48 (IPv6).")
@@ -108,7 +134,6 @@ class DownloadEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["bundle", "created_at"], name="dl_event_bundle_time_idx"),
             # The leak rule's question, per request: which networks used this bundle lately?
             models.Index(fields=["bundle", "network", "created_at"], name="dl_event_bundle_net_idx"),
             models.Index(fields=["grant", "created_at"], name="dl_event_grant_time_idx"),

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
-import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache, partial
 
+import psycopg
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -260,7 +260,19 @@ def bundle_unsuspend(*, bundle: DownloadBundle, actor, reason: str, request=None
         raise StateConflict("These links are not suspended.", code="not_suspended")
     previous = locked.suspended_reason
     locked.suspended_at, locked.suspended_reason = None, ""
-    locked.save(update_fields=["suspended_at", "suspended_reason"])
+    # The networks used so far are the ones the reviewer looked into: counted again, they would
+    # trip the rule at the next new network.
+    locked.leak_cleared_networks = sorted(
+        set(locked.leak_cleared_networks)
+        | set(
+            DownloadEvent.objects.filter(bundle=locked)
+            .exclude(network="")
+            .order_by()
+            .values_list("network", flat=True)
+            .distinct()
+        )
+    )
+    locked.save(update_fields=["suspended_at", "suspended_reason", "leak_cleared_networks"])
     audit_event_record(
         action="download.bundle_unsuspended",
         actor=actor,
@@ -287,21 +299,28 @@ def client_network(ip: str | None) -> str:
 
 def bundle_leak_check(bundle: DownloadBundle, *, network: str = "") -> bool:
     """Suspend a bundle used from more than DOWNLOAD_LEAK_MAX_NETWORKS distinct networks within
-    DOWNLOAD_LEAK_WINDOW_HOURS, and alert the reviewers. ``network`` counts a request about to be
-    logged, so the request that crosses the limit is already refused. True if it suspended now."""
-    if bundle.suspended_at is not None:
+    DOWNLOAD_LEAK_WINDOW_HOURS, and alert the reviewers. ``network`` is the network of a request
+    about to be logged, so the request that crosses the limit is already refused. Only a network
+    new to the bundle can cross it, so nothing is counted for the others. Networks a reviewer
+    cleared when lifting a suspension are not counted. True if it suspended now."""
+    if bundle.suspended_at is not None or not network:
+        return False
+    cleared = DownloadBundle.objects.filter(pk=bundle.pk).values_list("leak_cleared_networks", flat=True).first()
+    cleared = set(cleared or ())
+    if network in cleared:
         return False
     since = timezone.now() - dt.timedelta(hours=settings.DOWNLOAD_LEAK_WINDOW_HOURS)
-    # Enough distinct networks to decide, no more: a busy bundle's log is never read whole.
+    recent = DownloadEvent.objects.filter(bundle=bundle, created_at__gte=since)
+    if recent.filter(network=network).exists():
+        return False
     networks = set(
-        DownloadEvent.objects.filter(bundle=bundle, created_at__gte=since)
-        .exclude(network="")
+        recent.exclude(network="")
+        .exclude(network__in=cleared)
         .order_by()
         .values_list("network", flat=True)
         .distinct()[: settings.DOWNLOAD_LEAK_MAX_NETWORKS + 1]
     )
-    if network:
-        networks.add(network)
+    networks.add(network)
     if len(networks) <= settings.DOWNLOAD_LEAK_MAX_NETWORKS:
         return False
     reason = (
@@ -444,7 +463,6 @@ class GatewayLink:
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
     network_seen: bool  # this request's network already used the bundle within the leak window
-    networks: int  # distinct networks within the window, counted up to DOWNLOAD_LEAK_MAX_NETWORKS + 1
     now: dt.datetime  # the moment all of the above was read for
 
     @property
@@ -478,9 +496,10 @@ def _gateway_link_sql() -> str:
     lv_id, lv_family, lv_effective = _columns(LicenseVersion, "id", "family", "effective_at")
     a_user, a_license = _columns(LicenseAcceptance, "user", "license")
     e_bundle, e_created, e_network = _columns(DownloadEvent, "bundle", "created_at", "network")
-    # Placeholders in order: now, network, since, since, cap, public_id. The license subquery
-    # orders as license_current; the leak subqueries use the (bundle, created_at) index and read
-    # at most cap distinct networks, however busy the bundle.
+    # Placeholders in order: now, network, since, public_id. The license subquery orders as
+    # license_current. Whether the request's network already used the bundle within the leak
+    # window is one index probe; only a new network can cross the leak limit, and for those rare
+    # requests bundle_leak_check counts the networks.
     inner = f"""
         SELECT l.{l_id}, l.{l_max}, l.{l_used}, f.{f_id}, f.{f_name}, f.{f_size}, f.{f_sha}, f.{f_key},
                b.{b_id}, b.{b_expires}, b.{b_retired}, b.{b_suspended},
@@ -490,11 +509,7 @@ def _gateway_link_sql() -> str:
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,
                EXISTS (SELECT 1 FROM {event} e
                         WHERE e.{e_bundle} = b.{b_id} AND e.{e_network} = %s AND e.{e_created} >= %s)
-                 AS network_seen,
-               (SELECT COUNT(*) FROM (SELECT DISTINCT e.{e_network} FROM {event} e
-                                       WHERE e.{e_bundle} = b.{b_id} AND e.{e_created} >= %s
-                                         AND e.{e_network} <> ''
-                                       LIMIT %s) seen) AS networks
+                 AS network_seen
           FROM {link} l
           JOIN {weight_file} f ON f.{f_id} = l.{l_file}
           JOIN {bundle} b ON b.{b_id} = l.{l_bundle}
@@ -520,18 +535,15 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
     """The link with everything its request is decided on, in one query; None if unknown."""
     adapt = connection.ops.adapt_datetimefield_value
     since = adapt(now - dt.timedelta(hours=settings.DOWNLOAD_LEAK_WINDOW_HOURS))
-    params = [adapt(now), network, since, since, settings.DOWNLOAD_LEAK_MAX_NETWORKS + 1, public_id]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            _pg_execute_prepared(cursor, "gateway_link_load", _gateway_link_sql(), params)
-        else:
-            cursor.execute(_gateway_link_sql(), params)
+    params = [adapt(now), network, since, public_id]
+    with _pg_prepared_cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
+        cursor.execute(_gateway_link_sql(), params)
         row = cursor.fetchone()
     if row is None:
         return None
     (link_id, max_downloads, used, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
      bundle_expires_at, retired_at, suspended_at, grant_id, grant_status, grant_expires_at, user_id,
-     variant_name, license_id, network_seen, networks, license_accepted) = row  # fmt: skip
+     variant_name, license_id, network_seen, license_accepted) = row  # fmt: skip
     return GatewayLink(
         id=link_id,
         max_downloads=max_downloads,
@@ -553,29 +565,27 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
         license_id=license_id,
         license_accepted=bool(license_accepted),
         network_seen=bool(network_seen),
-        networks=networks,
         now=now,
     )
 
 
-# Raw connections (one per server session) on which the gateway's statements are prepared.
-_pg_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@contextmanager
+def _pg_prepared_cursor():
+    """A cursor whose statements PostgreSQL prepares at their first run on a connection.
 
-
-def _pg_execute_prepared(cursor, name: str, sql: str, params: list) -> None:
-    """Run sql as a server-side prepared statement of this session.
-
-    Django binds parameters on the client, so PostgreSQL plans every query afresh: for the
-    gateway's SELECT that is ~0.7 ms, more than running it. A session-level PREPARE survives
-    transactions (rolled back ones too) but not a pooler that hands sessions around per
-    transaction; the portal connects to PostgreSQL directly."""
+    Django binds parameters on the client, so PostgreSQL parses and plans every query afresh: for
+    the gateway's SELECT that costs more than running it. This cursor binds on the server and
+    psycopg prepares each statement once per connection (protocol-level prepared statements, which
+    PgBouncer 1.21+ also carries in transaction pooling mode with max_prepared_statements set).
+    Django's other cursors bind on the client and never prepare, so the threshold set here
+    concerns this cursor alone."""
+    connection.ensure_connection()
     raw = connection.connection
-    names = _pg_prepared.setdefault(raw, set())
-    if name not in names:
-        numbered = iter(range(1, len(params) + 1))
-        cursor.execute(f"PREPARE {name} AS " + re.sub("%s", lambda _: f"${next(numbered)}", sql))
-        names.add(name)
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
+    raw.prepare_threshold = 0
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(psycopg.Cursor(raw))
+    with cursor:
+        yield cursor
 
 
 def gateway_link_from_token(token: str, *, network: str, now: dt.datetime) -> GatewayLink | None:
@@ -587,12 +597,8 @@ def gateway_link_from_token(token: str, *, network: str, now: dt.datetime) -> Ga
 
 def gateway_leak_check(link: GatewayLink, *, network: str) -> GatewayLink:
     """bundle_leak_check, run only when this request could cross the limit: its network is new
-    to the bundle, or the window already holds more networks than allowed. Returns the link as
-    the leak rule left it (suspended or not)."""
-    if link.bundle_suspended_at is not None:
-        return link
-    networks = link.networks + (1 if network and not link.network_seen else 0)
-    if networks <= settings.DOWNLOAD_LEAK_MAX_NETWORKS:
+    to the bundle within the window. Returns the link as the leak rule left it (suspended or not)."""
+    if link.bundle_suspended_at is not None or link.network_seen or not network:
         return link
     bundle = DownloadBundle(pk=link.bundle_id, grant_id=link.grant_id, suspended_at=None)
     if bundle_leak_check(bundle, network=network):
@@ -688,12 +694,14 @@ def _pg_take_and_log_sql() -> str:
     event_id, counted = _columns(DownloadEvent, "id", "counted")
     # Placeholders: the link's id for the UPDATE, then the event's fields up to range_header,
     # then status and outcome if taken, status and outcome if not, and bytes_sent if taken.
+    # Each is cast, so the statement can be prepared with its parameter types known.
     return f"""
         WITH taken AS ({_link_take_sql()} RETURNING 1 AS one)
         INSERT INTO {DownloadEvent._meta.db_table} ({columns})
-        SELECT %s, %s, %s, %s, %s, CAST(%s AS inet), %s, %s, %s,
-               CASE WHEN taken.one IS NULL THEN %s ELSE %s END,
-               CASE WHEN taken.one IS NULL THEN %s ELSE %s END,
+        SELECT CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint),
+               CAST(%s AS timestamptz), CAST(%s AS inet), CAST(%s AS text), CAST(%s AS text), CAST(%s AS text),
+               CASE WHEN taken.one IS NULL THEN CAST(%s AS smallint) ELSE CAST(%s AS smallint) END,
+               CASE WHEN taken.one IS NULL THEN CAST(%s AS text) ELSE CAST(%s AS text) END,
                taken.one IS NOT NULL,
                CASE WHEN taken.one IS NULL THEN NULL ELSE CAST(%s AS bigint) END
           FROM (SELECT 1) AS request LEFT JOIN taken ON TRUE
@@ -707,7 +715,7 @@ def _pg_take_and_log(link: GatewayLink, request, ip, network, served: DownloadOu
         request.META.get("HTTP_USER_AGENT", "")[:512], request.META.get("HTTP_RANGE", "")[:200],
         exhausted.status, served.status, exhausted.name, served.name, bytes_sent,
     ]  # fmt: skip
-    with connection.cursor() as cursor:
+    with _pg_prepared_cursor() as cursor:
         cursor.execute(_pg_take_and_log_sql(), params)
         event_id, counted = cursor.fetchone()
     return counted, event_id
