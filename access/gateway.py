@@ -60,6 +60,8 @@ WRONG_NAME = svc.DownloadOutcome(
 )
 RANGE_NOT_SATISFIABLE = svc.DownloadOutcome("range_not_satisfiable", 416)
 REDIRECTED = svc.DownloadOutcome("redirected", 302)
+SERVED = svc.DownloadOutcome("served", 200)
+ACCEL_REDIRECTED = svc.DownloadOutcome("accel_redirect", 200)
 STORAGE_ERROR = svc.DownloadOutcome(
     "storage_error",
     503,
@@ -131,7 +133,31 @@ def _refuse_link(request, outcome: svc.DownloadOutcome, link, ip, network) -> Ht
     return _plain(outcome.status, outcome.message, request)
 
 
-def _serve_local(request, link, storage, byte_range, range_start, ip: str | None, network: str) -> HttpResponse:
+def _taker(request, link, ip: str | None, network: str, range_start: int | None, taken_event_id: int | None):
+    """download_take for this request; or, when the one-statement path already took the download
+    and logged the request, a stand-in that only gives it back if storage then fails."""
+    if taken_event_id is None:
+        return partial(svc.download_take, link=link, request=request, ip=ip, network=network, range_start=range_start)
+
+    def already_taken(*, served, bytes_sent=None, failure=None):
+        if failure is not None:
+            svc.download_give_back(link, taken_event_id, failure)
+            return failure, False, taken_event_id
+        return svc.ALLOWED, True, taken_event_id
+
+    return already_taken
+
+
+def _served_outcome(storage) -> svc.DownloadOutcome:
+    """What a whole-file GET that goes through is logged as, by how it is served."""
+    if storage.name == "s3":
+        return REDIRECTED
+    if settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
+        return ACCEL_REDIRECTED
+    return SERVED
+
+
+def _serve_local(request, link, storage, byte_range, take) -> HttpResponse:
     size = link.file_size
     first, last = byte_range if byte_range else (0, size - 1)
     length = max(last - first + 1, 0)
@@ -144,7 +170,6 @@ def _serve_local(request, link, storage, byte_range, range_start, ip: str | None
     }
     if byte_range:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    take = partial(svc.download_take, link=link, request=request, ip=ip, network=network, range_start=range_start)
 
     if request.method == "HEAD":
         outcome, _, _ = take(served=svc.DownloadOutcome("head", status), bytes_sent=0)
@@ -154,7 +179,7 @@ def _serve_local(request, link, storage, byte_range, range_start, ip: str | None
 
     if settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
         # nginx sends the bytes (and answers the Range itself); the portal only decided and counted.
-        outcome, _, _ = take(served=svc.DownloadOutcome("accel_redirect", status))
+        outcome, _, _ = take(served=svc.DownloadOutcome(ACCEL_REDIRECTED.name, status))
         if not outcome.allowed:
             return _plain(outcome.status, outcome.message, request)
         headers.pop("Content-Range", None)
@@ -176,7 +201,7 @@ def _serve_local(request, link, storage, byte_range, range_start, ip: str | None
         raw = None
     # Logged with the length planned; corrected when the stream ends short (client gone).
     outcome, _, event_id = take(
-        served=svc.DownloadOutcome("partial" if byte_range else "served", status),
+        served=svc.DownloadOutcome("partial" if byte_range else SERVED.name, status),
         bytes_sent=length,
         failure=STORAGE_ERROR if raw is None else None,
     )
@@ -200,7 +225,32 @@ def _serve_local(request, link, storage, byte_range, range_start, ip: str | None
 def file_download(request, token: str, name: str):
     ip = svc.request_client_ip(request)
     network = svc.client_network(ip)
-    link = svc.gateway_link_from_token(token, network=network, now=timezone.now())
+    now = timezone.now()
+    public_id = svc.link_public_id(token)
+    storage = weight_storage()
+    taken_event_id = None
+    if public_id is None:
+        link = None
+    elif request.method == "GET" and "HTTP_RANGE" not in request.META and svc.gateway_fast_path_available():
+        served = _served_outcome(storage)
+        link, taken_event_id = svc.gateway_link_load_and_take(
+            public_id, name=name, request=request, ip=ip, network=network, now=now, served=served,
+            log_file_size=served is SERVED,
+        )  # fmt: skip
+    else:
+        link = svc.gateway_link_load(public_id, network=network, now=now)
+
+    if taken_event_id is not None:
+        # Taken by the one-statement path; the rules below are still the ones that decide.
+        outcome = WRONG_NAME if name != link.file_name else svc.gateway_authorize(link)
+        if not outcome.allowed:
+            svc.download_give_back(link, taken_event_id, outcome)
+            return _plain(outcome.status, outcome.message, request)
+        take = _taker(request, link, ip, network, None, taken_event_id)
+        if storage.name != "s3":
+            return _serve_local(request, link, storage, None, take)
+        return _redirect_to_storage(request, link, storage, take)
+
     if request.method not in ("GET", "HEAD"):
         return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
     if link is None:
@@ -226,20 +276,20 @@ def file_download(request, token: str, name: str):
         response["Content-Range"] = f"bytes */{size}"
         return response
 
-    range_start = byte_range[0] if byte_range else None
-    storage = weight_storage()
+    take = _taker(request, link, ip, network, byte_range[0] if byte_range else None, None)
     if storage.name != "s3":
-        return _serve_local(request, link, storage, byte_range, range_start, ip, network)
+        return _serve_local(request, link, storage, byte_range, take)
+    return _redirect_to_storage(request, link, storage, take)
+
+
+def _redirect_to_storage(request, link, storage, take) -> HttpResponse:
     try:
         url = storage.presigned_get_url(
             link.file_storage_key, filename=link.file_name, expires_in=settings.DOWNLOAD_PRESIGNED_URL_SECONDS
         )
     except (StorageError, ValueError):
         url = None
-    outcome, _, _ = svc.download_take(
-        link=link, request=request, ip=ip, network=network, range_start=range_start, served=REDIRECTED,
-        failure=STORAGE_ERROR if url is None else None,
-    )  # fmt: skip
+    outcome, _, _ = take(served=REDIRECTED, failure=STORAGE_ERROR if url is None else None)
     if not outcome.allowed:
         return _plain(outcome.status, outcome.message, request)
     return _no_store(HttpResponseRedirect(url))
