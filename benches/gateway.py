@@ -14,8 +14,8 @@
    read is a memory copy and the gateway pays for TCP over loopback.
    Goal: at least 0.8 of the direct MB/s.
 
-    .venv/bin/python benches/gateway.py [--requests 2000] [--clients 4] [--workers 2xCPUs+1]
-        [--researchers 50] [--repeats 5] [--size-mib 1024]
+    .venv/bin/python benches/gateway.py [--requests 3000] [--clients 4] [--workers 2xCPUs+1]
+        [--researchers 50] [--repeats 7] [--size-mib 1024]
 
 Uses SQLite in a temporary folder, or a throwaway database on the server of DATABASE_URL when it is
 set (the database it names is not touched). Not part of the test suite.
@@ -220,7 +220,7 @@ def curl_seconds(url: str, expected_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=4)
     # gunicorn's recommended worker count, 2 x cores + 1: sync workers overlap their database waits.
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
@@ -228,7 +228,7 @@ def main() -> None:
     # Many researchers download at once: requests spread over their links, as in production,
     # rather than all queueing on one link's download counter.
     parser.add_argument("--researchers", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     opts = parser.parse_args()
     started = time.perf_counter()
 
