@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shlex
-from functools import partial
 from urllib.parse import quote
 
 from django.conf import settings
@@ -133,19 +132,46 @@ def _refuse_link(request, outcome: svc.DownloadOutcome, link, ip, network) -> Ht
     return _plain(outcome.status, outcome.message, request)
 
 
-def _taker(request, link, ip: str | None, network: str, range_start: int | None, taken_event_id: int | None):
-    """download_take for this request; or, when the one-statement path already took the download
-    and logged the request, a stand-in that only gives it back if storage then fails."""
-    if taken_event_id is None:
-        return partial(svc.download_take, link=link, request=request, ip=ip, network=network, range_start=range_start)
+class _Take:
+    """Counts and logs this request's download, once: download_take, or, when the one-statement
+    path already took the download and logged the request, a stand-in that only gives it back if
+    storage then fails. ``counted_event`` is the logged event of a download still held, so that
+    an unexpected error before any byte is sent can give it back."""
 
-    def already_taken(*, served, bytes_sent=None, failure=None):
+    def __init__(self, request, link, ip: str | None, network: str, range_start: int | None, taken_event_id=None):
+        self.request, self.link, self.ip, self.network, self.range_start = request, link, ip, network, range_start
+        self.already_taken = taken_event_id is not None
+        self.counted_event = taken_event_id
+
+    def __call__(self, *, served, bytes_sent=None, failure=None):
+        if not self.already_taken:
+            outcome, counted, event_id = svc.download_take(
+                link=self.link, request=self.request, ip=self.ip, network=self.network, range_start=self.range_start,
+                served=served, bytes_sent=bytes_sent, failure=failure,
+            )  # fmt: skip
+            self.counted_event = event_id if counted else None
+            return outcome, counted, event_id
+        event_id = self.counted_event
         if failure is not None:
-            svc.download_give_back(link, taken_event_id, failure)
-            return failure, False, taken_event_id
-        return svc.ALLOWED, True, taken_event_id
+            self.give_back(failure)
+            return failure, False, event_id
+        return svc.ALLOWED, True, event_id
 
-    return already_taken
+    def give_back(self, outcome: svc.DownloadOutcome) -> None:
+        if self.counted_event is not None:
+            svc.download_give_back(self.link, self.counted_event, outcome)
+            self.counted_event = None
+
+
+def _serve(request, link, storage, byte_range, take: _Take) -> HttpResponse:
+    try:
+        if storage.name != "s3":
+            return _serve_local(request, link, storage, byte_range, take)
+        return _redirect_to_storage(request, link, storage, take)
+    except Exception:
+        # Nothing was sent: the download must not stay used (the error is reported as usual).
+        take.give_back(STORAGE_ERROR)
+        raise
 
 
 def _served_outcome(storage) -> svc.DownloadOutcome:
@@ -246,10 +272,7 @@ def file_download(request, token: str, name: str):
         if not outcome.allowed:
             svc.download_give_back(link, taken_event_id, outcome)
             return _plain(outcome.status, outcome.message, request)
-        take = _taker(request, link, ip, network, None, taken_event_id)
-        if storage.name != "s3":
-            return _serve_local(request, link, storage, None, take)
-        return _redirect_to_storage(request, link, storage, take)
+        return _serve(request, link, storage, None, _Take(request, link, ip, network, None, taken_event_id))
 
     if request.method not in ("GET", "HEAD"):
         return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
@@ -276,10 +299,8 @@ def file_download(request, token: str, name: str):
         response["Content-Range"] = f"bytes */{size}"
         return response
 
-    take = _taker(request, link, ip, network, byte_range[0] if byte_range else None, None)
-    if storage.name != "s3":
-        return _serve_local(request, link, storage, byte_range, take)
-    return _redirect_to_storage(request, link, storage, take)
+    take = _Take(request, link, ip, network, byte_range[0] if byte_range else None)
+    return _serve(request, link, storage, byte_range, take)
 
 
 def _redirect_to_storage(request, link, storage, take) -> HttpResponse:

@@ -51,8 +51,12 @@ class DownloadBundle(models.Model):
     retired_at = models.DateTimeField(null=True, blank=True, help_text="Set when a newer bundle replaced this one.")
     suspended_at = models.DateTimeField(null=True, blank=True, help_text="Set by the leak rule or a reviewer.")
     suspended_reason = models.TextField(blank=True)
+    # Both nullable, so workers of the previous release can still create bundles during a rollout.
+    leak_flagged_networks = models.JSONField(
+        null=True, blank=True, help_text="The networks the leak rule counted when it suspended these links."
+    )
     leak_cleared_networks = models.JSONField(
-        default=list, blank=True, help_text="Networks a reviewer cleared when lifting a suspension: the leak rule skips them."
+        null=True, blank=True, help_text="Networks a reviewer cleared when lifting a suspension: the leak rule skips them."
     )
 
     class Meta:

@@ -228,8 +228,11 @@ def bundle_manifest(bundle: DownloadBundle, request=None) -> dict:
 
 
 @transaction.atomic
-def bundle_suspend(*, bundle: DownloadBundle, reason: str, actor=None, request=None) -> bool:
-    """Block every link of the bundle at once. False if it was already suspended."""
+def bundle_suspend(
+    *, bundle: DownloadBundle, reason: str, actor=None, request=None, networks: list[str] | None = None
+) -> bool:
+    """Block every link of the bundle at once. ``networks``: those the leak rule counted, which a
+    reviewer who lifts the suspension clears. False if it was already suspended."""
     locked = (
         DownloadBundle.objects.select_for_update().select_related("grant__user", "grant__variant").get(pk=bundle.pk)
     )
@@ -238,7 +241,8 @@ def bundle_suspend(*, bundle: DownloadBundle, reason: str, actor=None, request=N
         return False
     locked.suspended_at = timezone.now()
     locked.suspended_reason = reason.strip()
-    locked.save(update_fields=["suspended_at", "suspended_reason"])
+    locked.leak_flagged_networks = sorted(networks) if networks else None
+    locked.save(update_fields=["suspended_at", "suspended_reason", "leak_flagged_networks"])
     bundle.suspended_at, bundle.suspended_reason = locked.suspended_at, locked.suspended_reason
     audit_event_record(
         action="download.bundle_suspended",
@@ -264,18 +268,11 @@ def bundle_unsuspend(*, bundle: DownloadBundle, actor, reason: str, request=None
         raise StateConflict("These links are not suspended.", code="not_suspended")
     previous = locked.suspended_reason
     locked.suspended_at, locked.suspended_reason = None, ""
-    # The networks used so far are the ones the reviewer looked into: counted again, they would
-    # trip the rule at the next new network.
-    locked.leak_cleared_networks = sorted(
-        set(locked.leak_cleared_networks)
-        | set(
-            DownloadEvent.objects.filter(bundle=locked)
-            .exclude(network="")
-            .order_by()
-            .values_list("network", flat=True)
-            .distinct()
-        )
-    )
+    # The networks the leak rule named in the suspension are the ones the reviewer looked into:
+    # counted again, they would trip the rule at the next new network. Networks refused while
+    # the links were suspended were named nowhere, so they still count.
+    if locked.leak_flagged_networks:
+        locked.leak_cleared_networks = sorted(set(locked.leak_cleared_networks or ()) | set(locked.leak_flagged_networks))
     locked.save(update_fields=["suspended_at", "suspended_reason", "leak_cleared_networks"])
     audit_event_record(
         action="download.bundle_unsuspended",
@@ -315,7 +312,9 @@ def bundle_leak_check(bundle: DownloadBundle, *, network: str = "") -> bool:
         return False
     since = timezone.now() - dt.timedelta(hours=settings.DOWNLOAD_LEAK_WINDOW_HOURS)
     recent = DownloadEvent.objects.filter(bundle=bundle, created_at__gte=since)
-    if recent.filter(network=network).exists():
+    # Known: a request from it got through this rule. Requests refused before the rule runs
+    # (a wrong method or file name) make no network known.
+    if recent.filter(network=network, status_code__lt=400).exists():
         return False
     networks = set(
         recent.exclude(network="")
@@ -332,7 +331,7 @@ def bundle_leak_check(bundle: DownloadBundle, *, network: str = "") -> bool:
         f"(limit {settings.DOWNLOAD_LEAK_MAX_NETWORKS}): {', '.join(sorted(networks))}."
     )
     with transaction.atomic():
-        suspended = bundle_suspend(bundle=bundle, reason=reason)
+        suspended = bundle_suspend(bundle=bundle, reason=reason, networks=sorted(networks))
         if suspended:
             transaction.on_commit(partial(_leak_alert_enqueue, bundle.pk))
     return suspended
@@ -466,7 +465,7 @@ class GatewayLink:
     variant_name: str
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
-    network_seen: bool  # this request's network already used the bundle within the leak window
+    network_seen: bool  # a request from this network got through the leak rule within its window
     now: dt.datetime  # the moment all of the above was read for
 
     @property
@@ -499,11 +498,11 @@ def _gateway_link_sql() -> str:
     v_id, v_name, v_family = _columns(ModelVariant, "id", "name", "family")
     lv_id, lv_family, lv_effective = _columns(LicenseVersion, "id", "family", "effective_at")
     a_user, a_license = _columns(LicenseAcceptance, "user", "license")
-    e_bundle, e_created, e_network = _columns(DownloadEvent, "bundle", "created_at", "network")
+    e_bundle, e_created, e_network, e_status = _columns(DownloadEvent, "bundle", "created_at", "network", "status_code")
     # Placeholders in order: now, network, since, public_id. The license subquery orders as
-    # license_current. Whether the request's network already used the bundle within the leak
-    # window is one index probe; only a new network can cross the leak limit, and for those rare
-    # requests bundle_leak_check counts the networks.
+    # license_current. Whether a request from this network already got through the leak rule
+    # within its window is one index probe; only a new network can cross the leak limit, and for
+    # those rare requests bundle_leak_check counts the networks.
     inner = f"""
         SELECT l.{l_id} AS link_id, l.{l_max} AS max_downloads, l.{l_used} AS downloads_used,
                f.{f_id} AS file_id, f.{f_name} AS file_name, f.{f_size} AS file_size, f.{f_sha} AS file_sha256,
@@ -515,7 +514,8 @@ def _gateway_link_sql() -> str:
                  WHERE lv.{lv_family} = v.{v_family} AND lv.{lv_effective} <= %s
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,
                EXISTS (SELECT 1 FROM {event} e
-                        WHERE e.{e_bundle} = b.{b_id} AND e.{e_network} = %s AND e.{e_created} >= %s)
+                        WHERE e.{e_bundle} = b.{b_id} AND e.{e_network} = %s AND e.{e_created} >= %s
+                          AND e.{e_status} < 400)
                  AS network_seen
           FROM {link} l
           JOIN {weight_file} f ON f.{f_id} = l.{l_file}

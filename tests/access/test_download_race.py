@@ -55,3 +55,43 @@ def test_fifty_concurrent_first_requests_get_exactly_the_five_downloads_left(
     assert link.downloads_used == 5
     assert DownloadEvent.objects.filter(link=link, counted=True).count() == 5
     assert DownloadEvent.objects.filter(link=link, outcome="exhausted", status_code=403).count() == 45
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_from_one_known_network_get_exactly_the_downloads_left(
+    settings, published_demo_weights, researcher, reviewer
+):
+    # From a network that already used the bundle, PostgreSQL takes each download in the same
+    # statement that loads the link: that path must be as race-free as the two-step one.
+    settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 5
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    assert Client().get(link_path(bundle.links.get(file__name="tokenizer.model")), REMOTE_ADDR="10.0.0.1").status_code == 200
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    path = link_path(link)
+    start = threading.Barrier(CLIENTS)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def request(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            response = Client().get(path, REMOTE_ADDR=f"10.0.0.{n + 2}")
+            body_of(response)
+            statuses.append(response.status_code)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+    assert Counter(statuses) == {200: 5, 403: CLIENTS - 5}
+    link.refresh_from_db()
+    assert link.downloads_used == 5
+    assert DownloadEvent.objects.filter(link=link, counted=True).count() == 5

@@ -482,6 +482,55 @@ def test_a_new_network_past_the_limit_suspends_at_once(client, settings, bundle,
     assert DownloadEvent.objects.filter(link=link).latest("id").outcome == "bundle_suspended"
 
 
+def test_a_request_refused_before_the_leak_rule_does_not_make_its_network_known(client, settings, bundle):
+    # A POST (405) or a wrong file name (404) is logged with its network before the rule runs;
+    # the same network's next GET must still be counted as new.
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = 2
+    link = _link(bundle, "params.json")
+    for address in ("203.0.113.5", "198.51.100.1"):
+        assert client.get(link_path(link), REMOTE_ADDR=address).status_code == 200
+    assert client.post(link_path(link), REMOTE_ADDR="192.0.2.10").status_code == 405
+    assert client.get(link_path(link).replace("params.json", "other.bin"), REMOTE_ADDR="100.64.0.1").status_code == 404
+    _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR="192.0.2.10"), 403, "suspended")
+    bundle.refresh_from_db()
+    assert bundle.suspended_at is not None and "192.0.2.0/24" in bundle.suspended_reason
+
+
+def test_networks_refused_while_suspended_are_not_cleared_by_the_lift(client, settings, bundle, reviewer):
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = 2
+    link = _link(bundle, "params.json")
+    DownloadLink.objects.filter(pk=link.pk).update(max_downloads=20)
+    for address in ("203.0.113.5", "198.51.100.1"):
+        assert client.get(link_path(link), REMOTE_ADDR=address).status_code == 200
+    _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR="192.0.2.10"), 403, "suspended")
+    # Tried while suspended, named in no suspension reason: not what the reviewer cleared.
+    for address in ("100.64.0.1", "100.64.1.1", "100.64.2.1"):
+        _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR=address), 403, "suspended")
+
+    svc.bundle_unsuspend(bundle=bundle, actor=reviewer, reason="One lab, three sites; confirmed by phone.")
+
+    bundle.refresh_from_db()
+    assert bundle.leak_cleared_networks == ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+    # Their attempts still count: three networks past a limit of two, so the first one back is refused.
+    _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR="100.64.0.1"), 403, "suspended")
+    bundle.refresh_from_db()
+    assert bundle.leak_flagged_networks == ["100.64.0.0/24", "100.64.1.0/24", "100.64.2.0/24"]
+
+
+def test_an_unexpected_error_while_serving_gives_the_download_back(client, bundle, monkeypatch):
+    assert client.get(link_path(_link(bundle, "params.json"))).status_code == 200  # the network is known
+    link = _link(bundle)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the file response could not be built")
+
+    monkeypatch.setattr("access.gateway.FileResponse", broken)
+    with pytest.raises(RuntimeError):
+        client.get(link_path(link))
+    assert _used(link) == 0
+    assert not DownloadEvent.objects.filter(link=link, counted=True).exists()
+
+
 def test_a_lowered_limit_suspends_at_the_next_new_network(client, settings, bundle):
     # The limit was lowered after three networks used the bundle: they go on, a fourth is refused.
     link = _link(bundle, "params.json")
@@ -511,6 +560,7 @@ def test_networks_cleared_by_a_reviewer_are_not_counted_again(client, settings, 
         assert client.get(link_path(link), REMOTE_ADDR=address).status_code == 200, address
     bundle.refresh_from_db()
     assert bundle.suspended_at is None
+    assert bundle.leak_flagged_networks == ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
     assert bundle.leak_cleared_networks == ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
     # ... a third new one is a leak again.
     _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR="100.64.2.1"), 403, "suspended")
