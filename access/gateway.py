@@ -280,7 +280,15 @@ def file_download(request, token: str, name: str):
         return _refuse_link(request, svc.UNKNOWN, None, ip, network)
     if name != link.file_name:
         return _refuse_link(request, WRONG_NAME, link, ip, network)
+    if network and not link.network_seen and link.bundle_suspended_at is None:
+        # A network new to the bundle may cross the leak limit: its check, count and log hold the
+        # bundle's lock, so a burst of new networks is counted one at a time.
+        with svc.bundle_leak_serialized(link.bundle_id):
+            return _decide_and_serve(request, link, storage, ip, network)
+    return _decide_and_serve(request, link, storage, ip, network)
 
+
+def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> HttpResponse:
     link = svc.gateway_leak_check(link, network=network)
     outcome = svc.gateway_authorize(link)
     if not outcome.allowed:

@@ -298,6 +298,24 @@ def client_network(ip: str | None) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+# Key space of the advisory locks that serialize the leak rule per bundle.
+_LEAK_LOCK_CLASS = 0x4C45414B  # "LEAK"
+
+
+@contextmanager
+def bundle_leak_serialized(bundle_id: int):
+    """On PostgreSQL, a transaction holding the bundle's leak-rule lock: requests from networks
+    new to a bundle are then checked, counted and logged one at a time, so a burst of them cannot
+    all pass the limit on the same count. SQLite runs one writer at a time anyway."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LEAK_LOCK_CLASS, bundle_id % 2**31])
+        yield
+
+
 def bundle_leak_check(bundle: DownloadBundle, *, network: str = "") -> bool:
     """Suspend a bundle used from more than DOWNLOAD_LEAK_MAX_NETWORKS distinct networks within
     DOWNLOAD_LEAK_WINDOW_HOURS, and alert the reviewers. ``network`` is the network of a request

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from access.models import DownloadEvent
+from access.models import DownloadEvent, DownloadLink
 from access.services.downloads import link_path
 from tests.access.downloads_helpers import body_of, bundle_make
 
@@ -95,3 +95,41 @@ def test_concurrent_requests_from_one_known_network_get_exactly_the_downloads_le
     link.refresh_from_db()
     assert link.downloads_used == 5
     assert DownloadEvent.objects.filter(link=link, counted=True).count() == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_new_networks_gets_no_further_than_the_leak_limit(
+    settings, published_demo_weights, researcher, reviewer
+):
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = 3
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    DownloadLink.objects.filter(pk=link.pk).update(max_downloads=CLIENTS)  # this test is about networks
+    path = link_path(link)
+    start = threading.Barrier(CLIENTS)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def request(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            response = Client().get(path, REMOTE_ADDR=f"10.{n}.0.1")
+            body_of(response)
+            statuses.append(response.status_code)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+    assert Counter(statuses) == {200: 3, 403: CLIENTS - 3}
+    bundle.refresh_from_db()
+    assert bundle.suspended_at is not None
+    assert DownloadEvent.objects.filter(link=link, counted=True).count() == 3
