@@ -187,10 +187,27 @@ class Transformer(nn.Module):
 
         Shapes are static, so the first step at each batch size (and cache size) compiles, which
         takes seconds to a minute; later steps reuse it. Needs a C++ compiler on the CPU and Triton on
-        CUDA. Prefill stays eager: its shape changes with every prompt.
+        CUDA, where the step is also captured as a CUDA graph (mode "reduce-overhead", unless options
+        name another). Prefill stays eager: its shape changes with every prompt.
         """
         self.requires_grad_(False)  # graphs without autograd; also what makes the weights constants
-        self.decode = torch.compile(self.forward, fullgraph=True, dynamic=False, **options)
+        on_cuda = self.output.weight.is_cuda
+        if on_cuda:
+            # A decode step is a few hundred small kernels: replaying them as one CUDA graph removes
+            # the launch overhead that otherwise bounds batch-1 decoding on a GPU.
+            options.setdefault("mode", "reduce-overhead")
+        compiled = torch.compile(self.forward, fullgraph=True, dynamic=False, **options)
+        if on_cuda and options["mode"] == "reduce-overhead":
+
+            def decode(*args, **kwargs):
+                # Each call is a new graph step; the logits are copied out of the graph's output
+                # buffer, which the next step overwrites.
+                torch.compiler.cudagraph_mark_step_begin()
+                return compiled(*args, **kwargs).clone()
+
+            self.decode = decode
+        else:
+            self.decode = compiled
         self.decode_compiled = True
 
     def forward(
@@ -217,12 +234,15 @@ class Transformer(nn.Module):
 
 
 def scaled_init_(model: Transformer, *, generator: torch.Generator) -> None:
-    """Random weights with unit-scale activations, so an untrained model still has clear argmaxes."""
+    """Random weights with unit-scale activations, so an untrained model still has clear argmaxes.
+
+    The numbers are drawn on the generator's device (a CUDA generator draws on the GPU)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=generator, device=generator.device)
             if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=generator))
+                p.copy_(1.0 + 0.1 * noise)
             elif name == "tok_embeddings.weight":
-                p.copy_(torch.randn(p.shape, generator=generator))
+                p.copy_(noise)
             else:
-                p.copy_(torch.randn(p.shape, generator=generator) / math.sqrt(p.shape[1]))
+                p.copy_(noise / math.sqrt(p.shape[1]))
