@@ -74,8 +74,13 @@ def _unsign(token: str, salt: str) -> str | None:
         return None
 
 
+def link_public_id(token: str) -> str | None:
+    """The public id a link token signs, or None if the token is not one of ours."""
+    return _unsign(token, LINK_TOKEN_SALT)
+
+
 def link_from_token(token: str) -> DownloadLink | None:
-    public_id = _unsign(token, LINK_TOKEN_SALT)
+    public_id = link_public_id(token)
     if public_id is None:
         return None
     return (
@@ -613,18 +618,6 @@ def _pg_prepared_cursor():
         cursor = connection._prepare_cursor(psycopg.Cursor(raw))
     with cursor:
         yield cursor
-
-
-def link_public_id(token: str) -> str | None:
-    """The public id a link token signs, or None if the token is not one of ours."""
-    return _unsign(token, LINK_TOKEN_SALT)
-
-
-def gateway_link_from_token(token: str, *, network: str, now: dt.datetime) -> GatewayLink | None:
-    public_id = link_public_id(token)
-    if public_id is None:
-        return None
-    return gateway_link_load(public_id, network=network, now=now)
 
 
 def gateway_leak_check(link: GatewayLink, *, network: str) -> GatewayLink:

@@ -17,6 +17,32 @@ from tests.access.downloads_helpers import body_of, bundle_make
 CLIENTS = 50
 
 
+def _get_all_at_once(path: str, addresses: list[str]) -> list[tuple[int, bytes]]:
+    """GET path once from each address, every thread released at the same moment; the
+    (status, body) of each response."""
+    start = threading.Barrier(len(addresses))
+    results: list[tuple[int, bytes]] = []
+    errors: list[BaseException] = []
+
+    def request(address: str) -> None:
+        try:
+            start.wait(timeout=30)
+            response = Client().get(path, REMOTE_ADDR=address)
+            results.append((response.status_code, body_of(response)))
+        except BaseException as exc:  # reported below, with the thread's traceback lost otherwise
+            errors.append(exc)
+        finally:
+            connection.close()  # each thread has its own connection; leave none open
+
+    threads = [threading.Thread(target=request, args=(address,)) for address in addresses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_first_requests_get_exactly_the_five_downloads_left(
@@ -26,27 +52,8 @@ def test_fifty_concurrent_first_requests_get_exactly_the_five_downloads_left(
     settings.DOWNLOAD_LEAK_MAX_NETWORKS = CLIENTS  # every client has its own network here
     bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
     link = bundle.links.select_related("file").get(file__name="params.json")
-    path = link_path(link)
-    start = threading.Barrier(CLIENTS)
-    results: list[tuple[int, bytes]] = []
-    errors: list[BaseException] = []
 
-    def first_request(n: int) -> None:
-        try:
-            start.wait(timeout=30)
-            response = Client().get(path, REMOTE_ADDR=f"10.0.{n}.1")
-            results.append((response.status_code, body_of(response)))
-        except BaseException as exc:  # reported below, with the thread's traceback lost otherwise
-            errors.append(exc)
-        finally:
-            connection.close()  # each thread has its own connection; leave none open
-
-    threads = [threading.Thread(target=first_request, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    results = _get_all_at_once(link_path(link), [f"10.0.{n}.1" for n in range(CLIENTS)])
 
     assert Counter(status for status, _ in results) == {200: 5, 403: 45}
     whole = (published_demo_weights[1] / "params.json").read_bytes()
@@ -66,32 +73,13 @@ def test_concurrent_requests_from_one_known_network_get_exactly_the_downloads_le
     # statement that loads the link: that path must be as race-free as the two-step one.
     settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 5
     bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
-    assert Client().get(link_path(bundle.links.get(file__name="tokenizer.model")), REMOTE_ADDR="10.0.0.1").status_code == 200
+    known = Client().get(link_path(bundle.links.get(file__name="tokenizer.model")), REMOTE_ADDR="10.0.0.1")
+    assert known.status_code == 200
     link = bundle.links.select_related("file").get(file__name="params.json")
-    path = link_path(link)
-    start = threading.Barrier(CLIENTS)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
 
-    def request(n: int) -> None:
-        try:
-            start.wait(timeout=30)
-            response = Client().get(path, REMOTE_ADDR=f"10.0.0.{n + 2}")
-            body_of(response)
-            statuses.append(response.status_code)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    results = _get_all_at_once(link_path(link), [f"10.0.0.{n + 2}" for n in range(CLIENTS)])
 
-    threads = [threading.Thread(target=request, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-
-    assert Counter(statuses) == {200: 5, 403: CLIENTS - 5}
+    assert Counter(status for status, _ in results) == {200: 5, 403: CLIENTS - 5}
     link.refresh_from_db()
     assert link.downloads_used == 5
     assert DownloadEvent.objects.filter(link=link, counted=True).count() == 5
@@ -106,30 +94,10 @@ def test_a_burst_of_new_networks_gets_no_further_than_the_leak_limit(
     bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
     link = bundle.links.select_related("file").get(file__name="params.json")
     DownloadLink.objects.filter(pk=link.pk).update(max_downloads=CLIENTS)  # this test is about networks
-    path = link_path(link)
-    start = threading.Barrier(CLIENTS)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
 
-    def request(n: int) -> None:
-        try:
-            start.wait(timeout=30)
-            response = Client().get(path, REMOTE_ADDR=f"10.{n}.0.1")
-            body_of(response)
-            statuses.append(response.status_code)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    results = _get_all_at_once(link_path(link), [f"10.{n}.0.1" for n in range(CLIENTS)])
 
-    threads = [threading.Thread(target=request, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-
-    assert Counter(statuses) == {200: 3, 403: CLIENTS - 3}
+    assert Counter(status for status, _ in results) == {200: 3, 403: CLIENTS - 3}
     bundle.refresh_from_db()
     assert bundle.suspended_at is not None
     assert DownloadEvent.objects.filter(link=link, counted=True).count() == 3
