@@ -268,11 +268,12 @@ def file_download(request, token: str, name: str):
 
     if taken_event_id is not None:
         # Taken by the one-statement path; the rules below are still the ones that decide.
+        take = _Take(request, link, ip, network, None, taken_event_id)
         outcome = WRONG_NAME if name != link.file_name else svc.gateway_authorize(link)
         if not outcome.allowed:
-            svc.download_give_back(link, taken_event_id, outcome)
+            take.give_back(outcome)
             return _plain(outcome.status, outcome.message, request)
-        return _serve(request, link, storage, None, _Take(request, link, ip, network, None, taken_event_id))
+        return _serve(request, link, storage, None, take)
 
     if request.method not in ("GET", "HEAD"):
         return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
