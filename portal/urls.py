@@ -15,12 +15,13 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # First: download links are the busiest URLs, and the resolver tries patterns in order.
+    path("dl/", include("access.urls_gateway")),
     path("", access_views.catalog, name="catalog"),
     path("models/<slug:slug>/", access_views.variant_detail, name="variant-detail"),
     path("licenses/<int:license_id>/", access_views.license_detail, name="license-detail"),
     path("", include("access.urls_apply")),
     path("review/", include("access.urls_review")),
-    path("dl/", include("access.urls_gateway")),
     path("account/", portal_views.account, name="account"),
     path("account/tokens/", portal_views.api_token_new, name="api-token-new"),
     path("account/tokens/<int:token_id>/revoke/", portal_views.api_token_revoke_view, name="api-token-revoke"),

@@ -611,3 +611,35 @@ def test_an_allowed_download_is_one_statement_on_postgresql_and_three_on_sqlite(
     assert (event.outcome, event.counted, event.network, event.ip_address) == (
         "served", True, "203.0.113.0/24", "203.0.113.5"
     )  # fmt: skip
+
+
+# Download links go straight from SecurityMiddleware to their view (portal.middleware).
+
+
+def test_download_answers_keep_the_security_headers(client, bundle):
+    response = client.get(link_path(_link(bundle, "params.json")))
+    assert response.status_code == 200
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_an_unexpected_error_behind_a_link_answers_the_sites_error_page(client, bundle, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(svc, "gateway_link_load_and_take", broken)
+    monkeypatch.setattr(svc, "gateway_link_load", broken)
+    client.raise_request_exception = False
+
+    response = client.get(link_path(_link(bundle, "params.json")))
+
+    assert response.status_code == 500
+    assert b"Something went wrong on our side" in response.content
+    assert b"database on fire" not in response.content
+
+
+@pytest.mark.parametrize("path", ["/dl/", "/dl/only-one-part", "/dl/a/b/c"])
+def test_a_path_under_dl_that_is_no_link_gets_the_sites_404_page(client, db, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
