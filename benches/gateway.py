@@ -12,7 +12,8 @@
    file's pages evicted from the page cache before each run (the regime of real weight files,
    16 GB shards that no web server keeps cached), and warm, from the page cache, where the direct
    read is a memory copy and the gateway pays for TCP over loopback.
-   Goal: at least 0.8 of the direct MB/s.
+   Goal: at least 0.8 of the direct MB/s. Where nginx is installed, nginx serving the same file as
+   a static file (sendfile on) is measured in the same rounds: what any HTTP server gets here.
 
     .venv/bin/python benches/gateway.py [--requests 3000] [--clients 4] [--workers 2xCPUs+1]
         [--researchers 50] [--repeats 7] [--size-mib 1024]
@@ -24,6 +25,7 @@ set (the database it names is not touched). Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import http.client
 import os
@@ -218,6 +220,36 @@ def curl_seconds(url: str, expected_size: int) -> float:
     return elapsed
 
 
+def start_nginx(tmp: Path, root: Path, port: int) -> subprocess.Popen | None:
+    """nginx serving `root` as static files on loopback, or None where nginx is not installed."""
+    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+    if binary is None:
+        return None
+    conf = tmp / "nginx.conf"
+    temp = " ".join(f"{kind}_temp_path {tmp / ('nginx-' + kind)};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                               "uwsgi", "scgi"))
+    lines = [
+        f"worker_processes 1; daemon off; pid {tmp / 'nginx.pid'}; error_log {tmp / 'nginx.err'};",
+        # Started as root, nginx would serve as an unprivileged user who cannot read the bench's
+        # private temporary folder: it serves as whoever runs the bench.
+        f"user {getpass.getuser()};" if os.geteuid() == 0 else "",
+        "events { worker_connections 64; }",
+        f"http {{ access_log off; sendfile on; tcp_nopush on; {temp}",
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ root {root}; }} }} }}",
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -294,22 +326,32 @@ def main() -> None:
         port = free_port()
         procs.append(start_gunicorn({**common, "PORTAL_STORAGE_BACKEND": "local"}, port, opts.workers))
         size = big_file.stat().st_size
-        gateway_url, direct_url = f"http://127.0.0.1:{port}{big_path}", big_file.as_uri()
+        sources = {"direct": big_file.as_uri(), "gateway": f"http://127.0.0.1:{port}{big_path}"}
+        nginx_port = free_port()
+        nginx = start_nginx(tmp, storage_root, nginx_port)
+        if nginx is not None:
+            procs.append(nginx)
+            sources["nginx"] = f"http://127.0.0.1:{nginx_port}/{big_file.relative_to(storage_root).as_posix()}"
         timings, stream_ratios = {}, {}
         for regime in ("cold", "warm"):
-            pairs = []  # (ratio, direct seconds, gateway seconds), each pair run back to back
+            rounds_seconds = []  # each round's seconds per source, run back to back
             for _ in range(opts.repeats):
                 seconds = {}
-                for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+                for name, url in sources.items():
                     if regime == "cold":
                         evict(big_file)
                     else:
-                        curl_seconds(direct_url, size)  # into the page cache
+                        curl_seconds(sources["direct"], size)  # into the page cache
                     seconds[name] = curl_seconds(url, size)
-                pairs.append((seconds["direct"] / seconds["gateway"], seconds["direct"], seconds["gateway"]))
-            pairs.sort()
-            stream_ratios[regime] = [p[0] for p in pairs]
-            _, timings[regime, "direct"], timings[regime, "gateway"] = pairs[len(pairs) // 2]
+                rounds_seconds.append(seconds)
+            rounds_seconds.sort(key=lambda r: r["direct"] / r["gateway"])
+            stream_ratios[regime] = [r["direct"] / r["gateway"] for r in rounds_seconds]
+            if "nginx" in sources:
+                stream_ratios[regime, "nginx"] = sorted(r["direct"] / r["nginx"] for r in rounds_seconds)
+            for name, value in rounds_seconds[len(rounds_seconds) // 2].items():
+                timings[regime, name] = value
+        if nginx is not None:
+            stop(procs.pop())
         stop(procs.pop())
     finally:
         for proc in procs:
@@ -345,12 +387,20 @@ def main() -> None:
         ratio = gateway_mbps / direct_mbps
         goal = f">= {GOAL_MBPS_RATIO}: {'met' if ratio >= GOAL_MBPS_RATIO else 'NOT met'}" if regime == "cold" else ""
         print(f"| {mib:,.0f} MiB file read directly, {regime} (reference) | | | | {direct_mbps:,.0f} | | |")
+        if (regime, "nginx") in timings:
+            nginx_mbps = mib / timings[regime, "nginx"]
+            print(f"| {mib:,.0f} MiB from nginx (static file), {regime} | | | | {nginx_mbps:,.0f} | "
+                  f"{nginx_mbps / direct_mbps:.2f} | |")
         print(f"| {mib:,.0f} MiB through the gateway, {regime} | | | | {gateway_mbps:,.0f} | {ratio:.2f} | {goal} |")
+    if (regime, "nginx") not in timings:
+        print("\n(nginx is not installed: the static-file reference was skipped)")
     print()
     print("ratio of every round, lowest first:")
     print(f"  gateway / livez requests/s: {', '.join(f'{r:.2f}' for r in rps_ratios)}")
     for regime in ("cold", "warm"):
         print(f"  streaming, {regime}: {', '.join(f'{r:.2f}' for r in stream_ratios[regime])}")
+        if (regime, "nginx") in stream_ratios:
+            print(f"  nginx, {regime}: {', '.join(f'{r:.2f}' for r in stream_ratios[regime, 'nginx'])}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
