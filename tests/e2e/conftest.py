@@ -130,3 +130,23 @@ def screenshot(page):
 
     return take
 
+
+
+@pytest.fixture
+def reviewer_page(browser, live_server, reviewer):
+    """A second browser, with its own cookies, where the reviewer is logged in with a TOTP code."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.utils import decrypt
+
+    from tests.e2e.helpers import log_in
+
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    secret = decrypt(Authenticator.objects.get(user=reviewer, type=Authenticator.Type.TOTP).data["secret"])
+    log_in(page, reviewer.email, totp_secret=secret)
+    yield page
+    context.close()
+    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors

@@ -1,4 +1,4 @@
-"""Helpers for the browser tests: reading mail, computing TOTP codes."""
+"""Helpers for the browser tests: logging in, reading mail, computing TOTP codes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import re
 import time
 
 import pyotp
+from playwright.sync_api import Page, expect
+
+from tests.factories import TEST_PASSWORD
 
 
 def confirmation_path(message) -> str:
@@ -28,3 +31,16 @@ def totp_code_fresh(secret: str, min_seconds_left: float = 3.0) -> str:
         time.sleep(left + 0.1)
     return totp.now()
 
+
+
+def log_in(page: Page, email: str, totp_secret: str | None = None) -> None:
+    """Log in through the login form (and the TOTP step when a secret is given)."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign In").click()
+    if totp_secret:
+        expect(page.get_by_role("heading", name="Two-Factor Authentication")).to_be_visible()
+        page.get_by_label("Code").fill(totp_code_fresh(totp_secret))
+        page.get_by_role("button", name="Sign In").click()
+    expect(page.get_by_test_id("nav-account")).to_have_text(email)

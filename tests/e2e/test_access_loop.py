@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from allauth.mfa.models import Authenticator
-from allauth.mfa.utils import decrypt
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import TIMEOUT_MS
-from tests.e2e.helpers import totp_code_fresh
-from tests.factories import TEST_PASSWORD
+from tests.e2e.helpers import log_in
 
 USE_CASE = (
     "We study how instruction tuning changes factual recall in mid-sized language models. We will fine-tune "
@@ -27,33 +22,6 @@ USE_CASE = (
 )
 QUESTION = "Which lab do you work in? Please add its web page."
 REPLY = "I work in the Example NLP Lab; I added its page to my links."
-
-
-def log_in(page: Page, email: str, totp_secret: str | None = None) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
-    if totp_secret:
-        expect(page.get_by_role("heading", name="Two-Factor Authentication")).to_be_visible()
-        page.get_by_label("Code").fill(totp_code_fresh(totp_secret))
-        page.get_by_role("button", name="Sign In").click()
-    expect(page.get_by_test_id("nav-account")).to_have_text(email)
-
-
-@pytest.fixture
-def reviewer_page(browser, live_server, reviewer):
-    """A second browser, with its own cookies, for the reviewer."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-    secret = decrypt(Authenticator.objects.get(user=reviewer, type=Authenticator.Type.TOTP).data["secret"])
-    log_in(page, reviewer.email, totp_secret=secret)
-    yield page
-    context.close()
-    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
 
 
 def _mail_path(message, pattern: str) -> str:
