@@ -327,7 +327,7 @@ def _redirect_to_storage(request, link, storage, take) -> HttpResponse:
     # Not HttpResponseRedirect: it re-parses and re-quotes the URL, which storage has already built
     # percent-encoded, on the gateway's busiest path.
     response = HttpResponse(status=302)
-    response["Location"] = url
+    response["Location"] = response.url = url
     return _no_store(response)
 
 

@@ -240,13 +240,14 @@ def start_nginx(tmp: Path, root: Path, port: int) -> subprocess.Popen | None:
     conf.write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    print(f"nginx did not start (see {tmp / 'nginx.err'}): the static-file reference is skipped")
+    stop(proc)
     return None
 
 
@@ -369,9 +370,10 @@ def main() -> None:
 
     mib = size / (1 << 20)
     print()
-    print(f"gunicorn, {opts.workers} sync workers; {opts.clients} client threads, {opts.requests} requests per round over "
-          f"{opts.researchers} researchers' links; database {db_url.split(':')[0]}; streaming with curl. "
-          f"{opts.repeats} rounds of each pair back to back; the round with the median ratio is shown.")
+    print(f"gunicorn, {opts.workers} sync workers; {opts.clients} client threads, {opts.requests} requests per "
+          f"round over {opts.researchers} researchers' links; database {db_url.split(':')[0]}; streaming with curl. "
+          f"{opts.repeats} rounds, each measuring every source back to back; the round with the median "
+          "gateway ratio is shown.")
     print()
     print("| what | requests/s | p50 ms | p99 ms | MiB/s | ratio | goal |")
     print("|---|---:|---:|---:|---:|---:|---|")

@@ -34,7 +34,7 @@ def request_client_ip(request: HttpRequest | None) -> str | None:
         candidate = meta.get("HTTP_" + header.upper().replace("-", "_"))
     else:
         candidate = None
-        proxies = settings.ALLAUTH_TRUSTED_PROXY_COUNT
+        proxies = getattr(settings, "ALLAUTH_TRUSTED_PROXY_COUNT", 0)  # allauth's default
         forwarded = meta.get("HTTP_X_FORWARDED_FOR") if proxies > 0 else None
         if forwarded:
             hops = forwarded.split(",")

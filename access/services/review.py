@@ -271,7 +271,11 @@ def access_request_reject(
         decision=VariantDecision.DECLINED
     )
     _decision_record(
-        access_request=access_request, reviewer=reviewer, kind=DecisionKind.REJECT, reason=reason, policy_rule=policy_rule
+        access_request=access_request,
+        reviewer=reviewer,
+        kind=DecisionKind.REJECT,
+        reason=reason,
+        policy_rule=policy_rule,
     )
     access_request.status = RequestStatus.REJECTED
     access_request.rejection_reason = reason

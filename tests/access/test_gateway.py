@@ -621,6 +621,38 @@ def test_download_answers_keep_the_security_headers(client, bundle):
     assert response.status_code == 200
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def test_download_requests_skip_the_session_and_login(client, bundle, researcher):
+    client.force_login(researcher)  # a signed-in browser following a link: its session is not read
+    response = client.get(link_path(_link(bundle, "params.json")))
+    assert response.status_code == 200
+    assert not hasattr(response.wsgi_request, "session")
+    assert not hasattr(response.wsgi_request, "user")
+
+
+def test_other_views_under_a_short_path_prefix_still_get_the_whole_stack(client, settings, researcher):
+    # Only registered views take the short path: an account page under a listed prefix still has
+    # its session and login (it would fail without request.user).
+    settings.BROWSERLESS_PATH_PREFIXES = ("/dl/", "/account/")
+    client.force_login(researcher)
+    response = client.get("/account/")
+    assert response.status_code == 200
+    assert researcher.email in response.content.decode()
+
+
+def test_plain_answers_from_the_gateway_state_their_length(client, bundle):
+    for response in (client.get("/dl/not-a-token/params.json"), client.get(bundle_manifest_path(bundle))):
+        assert response["Content-Length"] == str(len(response.content))
+
+
+def test_a_link_asked_for_under_a_foreign_host_name_is_refused_before_anything_is_counted(client, bundle):
+    link = _link(bundle, "params.json")
+    response = client.get(link_path(link), HTTP_HOST="portal.attacker.example")
+    assert response.status_code == 400
+    assert _used(link) == 0
+    assert not DownloadEvent.objects.filter(link=link).exists()
 
 
 def test_an_unexpected_error_behind_a_link_answers_the_sites_error_page(client, bundle, monkeypatch):

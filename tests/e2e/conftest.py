@@ -131,7 +131,6 @@ def screenshot(page):
     return take
 
 
-
 @pytest.fixture
 def reviewer_page(browser, live_server, reviewer):
     """A second browser, with its own cookies, where the reviewer is logged in with a TOTP code."""

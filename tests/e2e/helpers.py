@@ -32,7 +32,6 @@ def totp_code_fresh(secret: str, min_seconds_left: float = 3.0) -> str:
     return totp.now()
 
 
-
 def log_in(page: Page, email: str, totp_secret: str | None = None) -> None:
     """Log in through the login form (and the TOTP step when a secret is given)."""
     page.goto("/accounts/login/")
