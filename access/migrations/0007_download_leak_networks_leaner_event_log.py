@@ -4,6 +4,18 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def clear_references_to_deleted_rows(apps, schema_editor):
+    """Before the rollback puts the foreign-key constraints back: the log has no database
+    constraints from here on, so its rows may name links, bundles, grants or files that are gone.
+    Those references are cleared (the logged request stays), or the constraints could not be added."""
+    event_model = apps.get_model("access", "DownloadEvent")
+    for field, target in (("link", "DownloadLink"), ("bundle", "DownloadBundle"), ("grant", "Grant"),
+                          ("file", "WeightFile")):
+        existing = apps.get_model("access", target).objects.values("pk")
+        dangling = event_model.objects.filter(**{f"{field}__isnull": False}).exclude(**{f"{field}__in": existing})
+        dangling.update(**{field: None})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -45,4 +57,6 @@ class Migration(migrations.Migration):
             name='link',
             field=models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='events', to='access.downloadlink'),
         ),
+        # Last, so that a rollback runs it first.
+        migrations.RunPython(migrations.RunPython.noop, clear_references_to_deleted_rows),
     ]
