@@ -187,9 +187,13 @@ def request_edit(request, pk: int):
         return redirect("request-detail", access_request.pk)
     if resubmitted is None:
         return _edit_page(request, access_request, form, status=400)
-    messages.success(
-        request, f"Your changes are saved and {access_request.reference} is back with the reviewers, in its old place."
-    )
+    if resubmitted.status == RequestStatus.REJECTED:  # the embargo rule, on the edited country
+        messages.warning(request, f"Your changes are saved; {access_request.reference} was not approved (see below).")
+    else:
+        messages.success(
+            request,
+            f"Your changes are saved and {access_request.reference} is back with the reviewers, in its old place.",
+        )
     return redirect("request-detail", access_request.pk)
 
 

@@ -324,8 +324,12 @@ def access_request_resubmit(*, access_request: AccessRequest, applicant: User, m
         details={"round": access_request.review_round, "flags": [flag.code for flag in flags]},
     )
     from access import tasks
+    from access.services.review import access_request_apply_policies
 
-    transaction.on_commit(lambda: tasks.notify_reviewers_request_resubmitted.delay(access_request.pk))
+    access_request = access_request_apply_policies(access_request=access_request, auto_approve=False)
+    if access_request.status == RequestStatus.SUBMITTED:  # not declined by the embargo rule
+        request_id = access_request.pk
+        transaction.on_commit(lambda: tasks.notify_reviewers_request_resubmitted.delay(request_id))
     return access_request
 
 

@@ -372,9 +372,12 @@ def access_requests_bulk_decide(
     return done, failed
 
 
-def access_request_apply_policies(*, access_request: AccessRequest) -> AccessRequest:
-    """Per-variant policies, run on submit, each recorded as a decision naming its rule."""
-    flags = set(access_request.flags.values_list("code", flat=True))
+def access_request_apply_policies(*, access_request: AccessRequest, auto_approve: bool = True) -> AccessRequest:
+    """Per-variant policies, each recorded as a decision naming its rule. On submit all of them
+    run; on resubmit only the embargo rule (``auto_approve=False``): a reviewer asked for the new
+    information, so a reviewer decides on it, unless the answer puts the applicant in an embargoed
+    country. Only this round's screening flags count."""
+    flags = set(access_request.flags.filter(review_round=access_request.review_round).values_list("code", flat=True))
     pending = _pending_variants(access_request)
     if ScreeningFlagCode.EMBARGOED_COUNTRY in flags:
         embargoed = [v for v in pending if v.auto_reject_embargoed]
@@ -404,7 +407,7 @@ def access_request_apply_policies(*, access_request: AccessRequest) -> AccessReq
                 details={"policy": POLICY_EMBARGO_REJECT, "variants": [v.slug for v in embargoed]},
             )
             pending = [v for v in pending if v not in embargoed]
-    if flags or not pending:
+    if flags or not pending or not auto_approve:
         return access_request  # any screening flag means a person looks at it
     domain = access_request.applicant.email.rsplit("@", 1)[-1].lower()
 

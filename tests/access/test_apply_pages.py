@@ -449,6 +449,21 @@ def test_saving_the_edit_resubmits_with_the_reply_in_one_go(researcher, research
     assert "Added the lab's page." in _page(response)
 
 
+def test_an_edit_that_names_an_embargoed_country_says_the_request_was_not_approved(
+    researcher, researcher_client, reviewer, license_v1
+):
+    access_request = _info_requested(researcher, reviewer)
+    posted = _form(license_v1, country="SY", reply="We moved.")
+
+    response = researcher_client.post(f"/requests/{access_request.pk}/edit/", posted, follow=True)
+
+    assert response.redirect_chain == [(f"/requests/{access_request.pk}/", 302)]
+    assert "was not approved" in _messages(response)
+    assert "back with the reviewers" not in _messages(response)
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.REJECTED
+
+
 def test_a_failed_edit_keeps_the_input_and_changes_nothing(researcher, researcher_client, reviewer, license_v1):
     access_request = _info_requested(researcher, reviewer)
     posted = _form(license_v1, affiliation="New Affiliation", use_case="Short now.", reply="See above.")

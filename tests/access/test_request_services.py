@@ -840,6 +840,50 @@ def test_resubmitting_screens_the_edited_application_again(researcher, info_requ
     assert audit_event_for(info_requested, "access_request.resubmitted").details["flags"] == ["short_use_case"]
 
 
+def test_a_resubmission_that_puts_the_applicant_in_an_embargoed_country_is_rejected_by_policy(
+    researcher, info_requested
+):
+    access_request_edit(access_request=info_requested, applicant=researcher, data=application(country="SY"))
+
+    with new_audit_actions() as actions:
+        returned = access_request_resubmit(access_request=info_requested, applicant=researcher)
+
+    assert returned.status == RequestStatus.REJECTED
+    info_requested.refresh_from_db()
+    assert (info_requested.status, info_requested.rejection_reason) == (RequestStatus.REJECTED, EMBARGO_REASON)
+    decision = info_requested.decisions.get(kind=DecisionKind.REJECT)
+    assert (decision.reviewer, decision.policy_rule) == (None, POLICY_EMBARGO_REJECT)
+    assert actions == ["access_request.resubmitted", "access_request.rejected"]
+    assert not Grant.objects.exists()
+
+
+def test_a_resubmission_from_an_allow_listed_domain_waits_for_the_reviewer_who_asked(researcher, info_requested):
+    # At submit the domain rule would approve it; after a reviewer's question, the reviewer decides.
+    _allow_list("llama-7b", "uni.example.edu")
+
+    returned = access_request_resubmit(access_request=info_requested, applicant=researcher, message="Our own.")
+
+    assert returned.status == RequestStatus.SUBMITTED
+    assert not info_requested.decisions.filter(kind=DecisionKind.APPROVE).exists()
+    assert not Grant.objects.exists()
+
+
+def test_an_applicant_who_corrects_an_embargoed_country_is_not_rejected_for_the_old_answer(
+    researcher, reviewer, llama_catalog
+):
+    # The demo variant only flags an embargoed country; turn its rule on after the first round,
+    # so that only the first round's flag could trip it.
+    access_request = submit(researcher, "llama-demo-tiny", country="CU")
+    access_request_request_info(access_request=access_request, reviewer=reviewer, message="Where do you work?")
+    access_request_edit(access_request=access_request, applicant=researcher, data=application(country="FR"))
+    ModelVariant.objects.filter(slug="llama-demo-tiny").update(auto_reject_embargoed=True)
+
+    returned = access_request_resubmit(access_request=access_request, applicant=researcher)
+
+    assert returned.status == RequestStatus.SUBMITTED
+    assert not access_request.decisions.filter(kind=DecisionKind.REJECT).exists()
+
+
 def test_resubmitting_is_refused_unless_more_information_was_requested(researcher, llama_catalog):
     access_request = submit(researcher)
 
