@@ -19,6 +19,7 @@ from access.models import (
     RequestStatus,
     ScreeningFlagCode,
 )
+from access.services.grants import end_of_day_after
 from portal.models import User
 
 QUEUE_DEFAULT_LABEL = "Waiting for a reviewer"
@@ -26,11 +27,6 @@ QUEUE_DEFAULT_LABEL = "Waiting for a reviewer"
 
 def _blank(label: str, choices) -> list[tuple[str, str]]:
     return [("", label), *choices]
-
-
-def end_of_day_after(day: dt.date) -> dt.datetime:
-    """A grant "until 31 March" ends when 31 March ends (site time zone)."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=timezone.get_current_timezone())
 
 
 class FutureDateField(forms.DateField):

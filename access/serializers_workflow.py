@@ -29,6 +29,7 @@ from access.models import (
 )
 from access.selectors_review import estimated_decision_at, queue_position, request_history
 from access.serializers import LicenseRefSerializer
+from access.services.grants import end_of_day_after
 from access.services.requests import EDITABLE_FIELDS, ApplicationData
 from portal.models import User
 
@@ -300,6 +301,20 @@ class NoteCreateSerializer(serializers.Serializer):
     text = serializers.CharField(help_text="Seen by reviewers only.")
 
 
+class GrantEndField(serializers.DateTimeField):
+    """When grants end: an ISO 8601 date-time, or a bare date (``2027-03-31``), which ends when
+    that day ends in the site's time zone, as "Access ends on" does on the review pages."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value.strip()) == 10:  # YYYY-MM-DD, nothing more
+            try:
+                day = serializers.DateField().to_internal_value(value.strip())
+            except serializers.ValidationError:
+                raise serializers.ValidationError("Use a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
+            return end_of_day_after(day)
+        return super().to_internal_value(value)
+
+
 class DecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DecisionKind.choices)
     reason = serializers.CharField(
@@ -311,7 +326,11 @@ class DecisionSerializer(serializers.Serializer):
     variants = _variant_slugs_field(
         listed_only=False, required=False, help_text="Approve: the subset to approve; default all."
     )
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Approve: end of the grants.")
+    expires_at = GrantEndField(
+        required=False,
+        allow_null=True,
+        help_text="Approve: end of the grants, a date-time or a date (the grants end when it ends).",
+    )
 
     def validate(self, attrs):
         if attrs["decision"] != DecisionKind.APPROVE:
@@ -327,7 +346,9 @@ class GrantCreateSerializer(serializers.Serializer):
         slug_field="slug", queryset=ModelVariant.objects.all(), error_messages={"does_not_exist": _UNKNOWN_VARIANT}
     )
     reason = serializers.CharField(help_text="Why access is granted without a request.")
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = GrantEndField(
+        required=False, allow_null=True, help_text="End of the grant, a date-time or a date (it ends when it ends)."
+    )
 
     def validate_email(self, value: str) -> User:
         return _user_by_email(value)

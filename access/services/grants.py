@@ -17,6 +17,11 @@ from portal.errors import StateConflict
 from portal.models import User
 
 
+def end_of_day_after(day: dt.date) -> dt.datetime:
+    """A grant "until 31 March" ends when 31 March ends (site time zone)."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=timezone.get_current_timezone())
+
+
 def _require_not_own(grant: Grant, actor, verb: str) -> None:
     # Decisions about one's own access are always someone else's to make.
     if getattr(actor, "pk", None) is not None and actor.pk == grant.user_id:

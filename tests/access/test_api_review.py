@@ -482,6 +482,26 @@ def test_approving_a_subset_with_an_end_date_declines_the_rest(researcher_api, r
     assert [(g["variant"], g["expires_at"] is not None) for g in listed] == [("llama-13b", True)]
 
 
+def test_an_end_date_alone_ends_the_grant_when_that_day_ends(researcher_api, reviewer_api, researcher, llama_catalog):
+    applied = api_apply(researcher_api, ["llama-7b"])
+    day = timezone.localdate() + dt.timedelta(days=30)
+
+    response = decide(reviewer_api, applied["id"], "approve", expires_at=day.isoformat())
+
+    assert response.status_code == 200
+    # As "Access ends on" on the review page: the whole of that day, in the site's time zone.
+    ends = Grant.objects.get(user=researcher).expires_at
+    assert timezone.localtime(ends) == dt.datetime.combine(
+        day + dt.timedelta(days=1), dt.time.min, tzinfo=timezone.get_current_timezone()
+    )
+
+
+def test_a_malformed_end_date_says_which_formats_work(reviewer_api, applied):
+    body = {"decision": "approve", "expires_at": "2027-13-45"}
+    error = assert_error(reviewer_api.post(f"{QUEUE}/{applied['id']}/decision", body, format="json"), 400, "invalid")
+    assert "Use a date (YYYY-MM-DD) or an ISO 8601 date-time." in str(error["fields"]["expires_at"])
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
