@@ -7,6 +7,7 @@ stay in the services, so the web form and the API answer alike.
 
 from __future__ import annotations
 
+from django.utils.dateparse import parse_date
 from django_countries import countries
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -306,13 +307,11 @@ class GrantEndField(serializers.DateTimeField):
     that day ends in the site's time zone, as "Access ends on" does on the review pages."""
 
     def to_internal_value(self, value):
-        if isinstance(value, str) and len(value.strip()) == 10:  # YYYY-MM-DD, nothing more
-            try:
-                day = serializers.DateField().to_internal_value(value.strip())
-            except serializers.ValidationError:
-                raise serializers.ValidationError("Use a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
-            return end_of_day_after(day)
-        return super().to_internal_value(value)
+        try:
+            day = parse_date(value.strip()) if isinstance(value, str) else None  # None: not date-shaped
+        except ValueError:  # date-shaped, but no such day
+            raise serializers.ValidationError("Use a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
+        return end_of_day_after(day) if day else super().to_internal_value(value)
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -4,9 +4,10 @@ Download links are fetched by wget, curl and download.sh, many times a second at
 credential in the URL. They use no session, login, CSRF token, flash message, static file or
 Content-Security-Policy, yet the middleware that provides those (sessions, authentication, CSRF,
 messages, allauth's account state, whitenoise, CSP, CommonMiddleware) cost about 0.2 ms, a third
-of such a request's CPU time in the worker. ``BrowserlessViewMiddleware`` sits right after SecurityMiddleware (whose
-HTTPS redirect and headers still apply) and hands a request for a view registered with
-``@browserless`` straight to that view; every other request goes on through the whole stack.
+of such a request's CPU time in the worker. ``BrowserlessViewMiddleware`` sits right after
+SecurityMiddleware (whose HTTPS redirect and headers still apply) and hands a request for a view
+registered with ``@browserless`` straight to that view; every other request goes on through the
+whole stack.
 
 What the skipped middleware did that such views still need is done here: the Host header is
 checked against ALLOWED_HOSTS, and responses get Content-Length and X-Frame-Options. The view is

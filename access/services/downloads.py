@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache, partial
@@ -234,7 +235,7 @@ def bundle_manifest(bundle: DownloadBundle, request=None) -> dict:
 
 @transaction.atomic
 def bundle_suspend(
-    *, bundle: DownloadBundle, reason: str, actor=None, request=None, networks: list[str] | None = None
+    *, bundle: DownloadBundle, reason: str, actor=None, request=None, networks: Iterable[str] = ()
 ) -> bool:
     """Block every link of the bundle at once. ``networks``: those the leak rule counted, which a
     reviewer who lifts the suspension clears. False if it was already suspended."""
@@ -356,7 +357,7 @@ def bundle_leak_check(bundle: DownloadBundle, *, network: str = "") -> bool:
         f"(limit {settings.DOWNLOAD_LEAK_MAX_NETWORKS}): {', '.join(sorted(networks))}."
     )
     with transaction.atomic():
-        suspended = bundle_suspend(bundle=bundle, reason=reason, networks=sorted(networks))
+        suspended = bundle_suspend(bundle=bundle, reason=reason, networks=networks)
         if suspended:
             transaction.on_commit(partial(_leak_alert_enqueue, bundle.pk))
     return suspended

@@ -298,7 +298,8 @@ def access_request_edit(*, access_request: AccessRequest, applicant: User, data:
 
 @transaction.atomic
 def access_request_resubmit(*, access_request: AccessRequest, applicant: User, message: str = "", request=None):
-    """Back into the queue after more information was given; a new review round starts."""
+    """Back into the queue after more information was given; a new review round starts, screened
+    afresh, and the embargo rule runs on the edited application (see access_request_apply_policies)."""
     access_request = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     _require_applicant(access_request, applicant)
     if access_request.status != RequestStatus.INFO_REQUESTED:
