@@ -6,3 +6,6 @@ class AccessConfig(AppConfig):
 
     name = "access"
     verbose_name = "Access to model weights"
+
+    def ready(self) -> None:
+        from access import checks  # noqa: F401  (registers the system checks)

@@ -304,6 +304,8 @@ def _production_env(directory: Path) -> dict[str, str]:
         "PORTAL_VAR_DIR": str(directory / "var"),
         "STATIC_ROOT": str(directory / "static"),
         "PORTAL_STORAGE_ROOT": str(directory / "storage"),
+        # Local storage in production is sent by nginx (check access.W001 warns otherwise).
+        "DOWNLOAD_ACCEL_REDIRECT_PREFIX": "/protected-weights/",
     }
 
 
@@ -327,6 +329,14 @@ def test_production_settings_pass_check_deploy_without_warnings(production_env):
     result = _run(_MANAGE, "check", "--deploy", "--fail-level", "WARNING", env=production_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_with_local_storage_streamed_by_gunicorn_warns_at_check(production_env):
+    del production_env["DOWNLOAD_ACCEL_REDIRECT_PREFIX"]
+    result = _run(_MANAGE, "check", "--deploy", "--fail-level", "WARNING", env=production_env)
+    assert result.returncode != 0
+    assert "access.W001" in result.stdout + result.stderr
+    assert "DOWNLOAD_ACCEL_REDIRECT_PREFIX" in result.stdout + result.stderr
 
 
 def test_production_refuses_to_start_without_secret_key(production_env):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import string
 
 import pytest
@@ -675,3 +676,27 @@ def test_a_path_under_dl_that_is_no_link_gets_the_sites_404_page(client, db, pat
     response = client.get(path)
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def _corked(sock) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
+def test_a_file_goes_out_corked_and_the_cork_comes_off_once_it_is_sent(client, bundle):
+    """Under gunicorn the client connection is corked while sendfile hands it the file (full segments
+    only), and uncorked when the server closes the file: on a kept-alive connection a cork left on
+    would hold the file's last bytes back."""
+    link = _link(bundle)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with socket.create_connection(listener.getsockname()) as client_side:
+            server_side, _ = listener.accept()
+            with server_side:
+                response = client.get(link_path(link), **{"gunicorn.socket": server_side})
+                assert response.status_code == 200
+                assert _corked(server_side)
+                assert sha256_of(body_of(response)) == link.file.sha256  # consuming it closes it
+                assert not _corked(server_side)
+
+                head = client.head(link_path(link), **{"gunicorn.socket": server_side})
+                assert head.status_code == 200 and not _corked(server_side)  # nothing to send, no cork

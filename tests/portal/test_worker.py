@@ -15,38 +15,19 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
-from django.db import connection
 from django.utils import timezone
 from kombu import Connection, Exchange, Queue
 
 from portal.celery import app as celery_app
 from portal.tasks import sessions_clear_expired
+from tests.processes import subprocess_database_url
 
 WORKER_START_AND_RUN_SECONDS = 30
-
-
-def _test_database_url() -> str:
-    """A DATABASE_URL for the worker that points at this test run's database."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(db["NAME"])
-        if name == ":memory:" or "mode=memory" in name:
-            pytest.fail("the SQLite test database is in memory; a worker process cannot open it (see settings.py)")
-        return f"sqlite:///{name}"
-    if connection.vendor == "postgresql":
-        credentials = quote(db["USER"] or "", safe="")
-        if db["PASSWORD"]:
-            credentials += ":" + quote(db["PASSWORD"], safe="")
-        host = db["HOST"] or "localhost"
-        port = f":{db['PORT']}" if db["PORT"] else ""
-        return f"postgres://{credentials}@{host}{port}/{quote(db['NAME'], safe='')}"
-    pytest.fail(f"no worker DATABASE_URL for {connection.vendor}")
 
 
 @contextlib.contextmanager
@@ -93,7 +74,7 @@ def _start_worker(*, queue: str, broker_env: dict, log_path) -> subprocess.Popen
         **os.environ,
         **broker_env,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "PYTHONUNBUFFERED": "1",
     }

@@ -1,0 +1,28 @@
+"""System checks for deployments (they run with ``migrate``, so the compose logs show them)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Warning, register
+
+LOCAL_STORAGE_STREAMED_BY_DJANGO = "access.W001"
+
+
+@register()
+def local_weight_storage_is_sent_by_nginx(app_configs=None, **kwargs):
+    """In production, files in local storage should be sent by nginx (X-Accel-Redirect), not by the
+    portal's processes: gunicorn kills a sync worker that has not reported for --timeout seconds,
+    and a sync worker streaming a 16 GB shard reports nothing until it is done."""
+    if not getattr(settings, "PRODUCTION", False):
+        return []
+    if settings.PORTAL_STORAGE_BACKEND != "local" or settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
+        return []
+    return [
+        Warning(
+            "Weight files in local storage are streamed by the web processes, and gunicorn's sync workers are "
+            "killed after --timeout seconds (60 in docker-compose.yml): longer downloads are cut off.",
+            hint="Set DOWNLOAD_ACCEL_REDIRECT_PREFIX=/protected-weights/ and mount PORTAL_STORAGE_ROOT into the "
+            "nginx proxy (deploy/nginx.conf), or run gunicorn with --worker-class gthread.",
+            id=LOCAL_STORAGE_STREAMED_BY_DJANGO,
+        )
+    ]
