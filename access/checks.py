@@ -13,7 +13,7 @@ def local_weight_storage_is_sent_by_nginx(app_configs=None, **kwargs):
     """In production, files in local storage should be sent by nginx (X-Accel-Redirect), not by the
     portal's processes: gunicorn kills a sync worker that has not reported for --timeout seconds,
     and a sync worker streaming a 16 GB shard reports nothing until it is done."""
-    if not getattr(settings, "PRODUCTION", False):
+    if not settings.PRODUCTION:
         return []
     if settings.PORTAL_STORAGE_BACKEND != "local" or settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
         return []

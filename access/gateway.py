@@ -104,7 +104,7 @@ def _cork(request) -> socket.socket | None:
         return None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-    except (OSError, AttributeError, TypeError):
+    except OSError:
         return None
     return sock
 

@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     # gunicorn's recommended worker count, 2 x cores + 1: sync workers overlap their database waits.
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
-    # 0: sync workers; more: gthread workers with that many threads each (docker-compose.yml's kind).
+    # 0: sync workers (docker-compose.yml's); more: gthread workers with that many threads each.
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--size-mib", type=int, default=1024)
     # Many researchers download at once: requests spread over their links, as in production,

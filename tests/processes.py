@@ -3,6 +3,7 @@ database."""
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import quote
 
 import pytest
@@ -25,3 +26,10 @@ def subprocess_database_url() -> str:
         port = f":{db['PORT']}" if db["PORT"] else ""
         return f"postgres://{credentials}@{host}{port}/{quote(db['NAME'], safe='')}"
     pytest.fail(f"no DATABASE_URL for another process on {connection.vendor}")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now, for a server process to bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -20,21 +20,15 @@ from django.conf import settings
 from access.models import DownloadEvent, WeightFile
 from access.services.downloads import link_path
 from tests.access.downloads_helpers import bundle_make, sha256_of
-from tests.processes import subprocess_database_url
+from tests.processes import free_port, subprocess_database_url
 
 START_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def _gunicorn(*server_args: str):
     """gunicorn serving the portal on loopback against the test database and storage; yields its port."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
@@ -136,13 +130,11 @@ def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_work
     variant, _, _ = published_demo_weights
     key = f"{variant.slug}/long-download.bin"
     path = Path(settings.PORTAL_STORAGE_ROOT) / key
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(LONG_FILE_BYTES >> 20):
-            f.write(block)
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    content = os.urandom(LONG_FILE_BYTES)
+    path.write_bytes(content)
+    sha256 = hashlib.sha256(content).hexdigest()
     WeightFile.objects.create(variant=variant, name=path.name, storage_key=key, size=LONG_FILE_BYTES, sha256=sha256,
-                              md5=hashlib.md5(path.read_bytes()).hexdigest())
+                              md5=hashlib.md5(content).hexdigest())
     bundle = bundle_make(user=researcher, variant=variant, reviewer=reviewer)
     link = bundle.links.get(file__name=path.name)
 
