@@ -1,0 +1,26 @@
+"""Who may get which weights, and what they did with them: the ``access`` Django app.
+
+One app (label ``access``: tables, permissions and audit strings depend on it), one
+package per domain, lowest first:
+
+- ``audit``: the append-only audit log every state change writes to.
+- ``notifications``: email delivery and the links emails carry.
+- ``catalog``: model families, their variants (sizes) and license versions.
+- ``requests``: a researcher's access request: the application, its screening,
+  editing, resubmitting and withdrawing, and what the applicant sees of its progress.
+- ``review``: the reviewers' queue, notes, decisions, the two-person rule, the
+  automatic policies and the statistics.
+- ``grants``: access granted per variant, license acceptances, the effective
+  status a grant is enforced with, and grants managed by reviewers.
+- ``distribution``: weight files in storage, download bundles and links, the leak
+  rule, the attribution log and the ``/dl/`` gateway.
+
+Each domain holds what it needs of ``models``, ``services`` (every write),
+``selectors`` (reads), ``forms``, ``views``, ``api``, ``serializers``, ``urls``,
+``api_urls``, ``admin`` and ``tasks``. Domains use each other only through
+``models``, ``services``, ``selectors``, ``serializers`` and ``permissions``; the
+contracts in ``pyproject.toml`` check this (``lint-imports``).
+
+``access.models``, ``access.admin`` and ``access.tasks`` are the indexes Django and
+Celery look for; they only import the domains' modules.
+"""

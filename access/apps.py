@@ -8,4 +8,4 @@ class AccessConfig(AppConfig):
     verbose_name = "Access to model weights"
 
     def ready(self) -> None:
-        from access import checks  # noqa: F401  (registers the system checks)
+        from access.distribution import checks  # noqa: F401  (registers the system checks)

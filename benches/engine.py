@@ -191,8 +191,8 @@ def main() -> None:
         del model
 
     print()
-    print(f"| engine | model | batch | prefill tok/s | decode tok/s | roofline |")
-    print(f"|---|---|---:|---:|---:|---:|")
+    print("| engine | model | batch | prefill tok/s | decode tok/s | roofline |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, label, batch, prefill, decode, roofline in rows:
         prefill_s = f"{prefill:,.0f}" if prefill is not None else ""
         roofline_s = f"{roofline:.2f}" if roofline is not None else ""

@@ -107,11 +107,13 @@ def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researche
     from django.db import transaction
 
     call_command("migrate", verbosity=0, interactive=False)
-    from access.models import ModelVariant, WeightFile
-    from access.selectors import license_current
-    from access.services.catalog import catalog_seed_llama
-    from access.services.downloads import bundle_create, link_path
-    from access.services.grants import grant_accept_license, grant_create
+    from access.catalog.models import ModelVariant
+    from access.catalog.seed import catalog_seed_llama
+    from access.catalog.selectors import license_current
+    from access.distribution.bundles import bundle_create
+    from access.distribution.models import WeightFile
+    from access.distribution.tokens import link_path
+    from access.grants.services import grant_accept_license, grant_create
     from portal import roles
     from portal.services import user_create
 

@@ -63,19 +63,18 @@ def _seed(count: int):
     from django.db import transaction
     from django.utils import timezone
 
-    from access.models import (
+    from access.catalog.models import ModelVariant
+    from access.catalog.seed import catalog_seed_llama
+    from access.catalog.selectors import license_current
+    from access.requests.models import (
         AccessRequest,
-        DecisionKind,
-        ModelVariant,
         OrganizationType,
         RequestedVariant,
         RequestStatus,
-        ReviewDecision,
         ScreeningFlag,
         ScreeningFlagCode,
     )
-    from access.selectors import license_current
-    from access.services.catalog import catalog_seed_llama
+    from access.review.models import DecisionKind, ReviewDecision
     from portal import roles
     from portal.models import User
     from portal.services import user_role_set

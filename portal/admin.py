@@ -2,8 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
 
-from access.services.audit import audit_event_record
-
+from access.audit.services import audit_event_record
 from portal.models import ApiToken, User
 
 

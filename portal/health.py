@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from access.storage import weight_storage
+from access.distribution.storage import weight_storage
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from access.services.audit import audit_event_record
+from access.audit.services import audit_event_record
 from portal import roles
 from portal.models import ApiToken, User
 

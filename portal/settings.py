@@ -245,11 +245,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Requests and grants both have a `status`, decisions and messages a `kind`: one enum name per choice set.
     "ENUM_NAME_OVERRIDES": {
-        "AccessRequestStatusEnum": "access.models.RequestStatus",
-        "GrantStatusEnum": "access.models.GrantStatus",
-        "DecisionKindEnum": "access.models.DecisionKind",
-        "MessageKindEnum": "access.models.MessageKind",
-        "VariantDecisionEnum": "access.models.VariantDecision",
+        "AccessRequestStatusEnum": "access.requests.models.RequestStatus",
+        "GrantStatusEnum": "access.grants.models.GrantStatus",
+        "DecisionKindEnum": "access.review.models.DecisionKind",
+        "MessageKindEnum": "access.requests.models.MessageKind",
+        "VariantDecisionEnum": "access.requests.models.VariantDecision",
     },
 }
 # Personal API tokens.

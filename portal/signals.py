@@ -3,7 +3,7 @@
 allauth commits its own changes (and sends some signals only after commit), so
 these events are written right after the change rather than inside its
 transaction. Changes made by the portal's own services are recorded in the
-same transaction (see access.services.audit)."""
+same transaction (see access.audit.services)."""
 
 from allauth.account.signals import (
     email_added,
@@ -20,7 +20,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db import transaction
 from django.dispatch import receiver
 
-from access.services.audit import audit_event_record
+from access.audit.services import audit_event_record
 from portal.mfa import session_mark_mfa_enrolled
 
 

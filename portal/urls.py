@@ -2,26 +2,28 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from access import api as access_api
-from access import views as access_views
 from portal import views as portal_views
 from portal.api.views import api_docs
 
+# Each domain of `access` mounts its own routes; included by name, so the project imports none of
+# its modules (see the import contracts in pyproject.toml).
 api_v1 = [
-    path("models", access_api.ModelListApi.as_view(), name="api-models"),
-    path("models/<slug:slug>", access_api.ModelDetailApi.as_view(), name="api-model-detail"),
-    path("licenses/<int:license_id>", access_api.LicenseDetailApi.as_view(), name="api-license-detail"),
-    path("", include("access.api_urls")),
+    path("", include("access.catalog.api_urls")),
+    path("", include("access.requests.api_urls")),
+    path("", include("access.grants.api_urls")),
+    path("", include("access.distribution.api_urls")),
+    path("", include("access.review.api_urls")),
 ]
 
 urlpatterns = [
     # First: download links are the busiest URLs, and the resolver tries patterns in order.
-    path("dl/", include("access.urls_gateway")),
-    path("", access_views.catalog, name="catalog"),
-    path("models/<slug:slug>/", access_views.variant_detail, name="variant-detail"),
-    path("licenses/<int:license_id>/", access_views.license_detail, name="license-detail"),
-    path("", include("access.urls_apply")),
-    path("review/", include("access.urls_review")),
+    path("dl/", include("access.distribution.gateway.urls")),
+    path("", include("access.catalog.urls")),
+    path("", include("access.requests.urls")),
+    # Before the grants' pages: their review/grants/<pk>/<action>/ would take the download log's path.
+    path("", include("access.distribution.urls")),
+    path("", include("access.grants.urls")),
+    path("review/", include("access.review.urls")),
     path("account/", portal_views.account, name="account"),
     path("account/tokens/", portal_views.api_token_new, name="api-token-new"),
     path("account/tokens/<int:token_id>/revoke/", portal_views.api_token_revoke_view, name="api-token-revoke"),

@@ -167,7 +167,7 @@ def bearer_client(user, name: str = "test token") -> APIClient:
 
 @pytest.fixture
 def llama_catalog(db):
-    from access.services.catalog import catalog_seed_llama
+    from access.catalog.seed import catalog_seed_llama
 
     return catalog_seed_llama()
 

@@ -1,7 +1,7 @@
 import factory
 from allauth.account.models import EmailAddress
 
-from access.models import ModelFamily, ModelVariant
+from access.catalog.models import ModelFamily, ModelVariant
 from portal import roles
 from portal.models import User
 from portal.services import user_role_set

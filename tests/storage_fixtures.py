@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from access.storage import weight_storage
+from access.distribution.storage import weight_storage
 
 S3_TEST_REGION = "us-east-1"
 S3_TEST_ACCESS_KEY_ID = "testing-access-key"
@@ -74,7 +74,7 @@ def s3_storage(s3_server, settings):
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory):
-    from access.services.catalog import TINY_DEMO
+    from access.catalog.seed import TINY_DEMO
     from inference.llama.checkpoint import tiny_llama_make
 
     return tiny_llama_make(tmp_path_factory.mktemp("demo-checkpoint") / "llama-demo-tiny", n_shards=2, **TINY_DEMO)
@@ -82,8 +82,8 @@ def demo_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def published_demo_weights(request, db, llama_catalog, demo_checkpoint):
-    from access.models import ModelVariant
-    from access.services.artifacts import weights_publish
+    from access.catalog.models import ModelVariant
+    from access.distribution.publishing import weights_publish
 
     # The storage fixture the test asked for, else local storage under its tmp_path.
     request.getfixturevalue("s3_storage" if "s3_storage" in request.fixturenames else "local_storage")

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import torch
 
+from inference.llama.errors import CheckpointError
 from inference.llama.model import ModelArgs, Transformer, scaled_init_
+from inference.llama.tokenizer import tokenizer_train
 
 COLUMN_PARALLEL = ("wq", "wk", "wv", "w1", "w3", "output")
 ROW_PARALLEL = ("wo", "w2", "tok_embeddings")
 IGNORED_KEYS = ("rope.freqs",)  # Meta's v1 files carry the rotary table; the model recomputes it
 CHECKLIST = "checklist.chk"
 PARAMS = "params.json"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be loaded as it is; the message says what to do."""
 
 
 def split_dim(key: str) -> int | None:
@@ -203,8 +201,6 @@ def tiny_llama_make(
     The full weights depend only on the seed and sizes, so checkpoints with different shard counts hold
     the same model.
     """
-    from inference.llama.tokenizer import tokenizer_train
-
     if n_shards < 1 or dim % n_heads or (dim // n_heads) % 2:
         raise CheckpointError(f"dim {dim} must split into {n_heads} heads of even size.")
     args = ModelArgs(dim=dim, n_layers=n_layers, n_heads=n_heads, vocab_size=vocab_size,

@@ -101,7 +101,8 @@ def decode_steps(
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     width = max(len(p) for p in prompts)
     model.setup_caches(len(prompts), width + params.max_new_tokens)
-    # Right-pad with eos; the padding's cache slots are overwritten before any row can attend to them.
+    # Right-pad with id 0 (unk; any valid id would do): the padding's cache slots are overwritten
+    # before any row can attend to them.
     tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
     positions = torch.arange(width, device=device).expand(len(prompts), width)
     with torch.no_grad():

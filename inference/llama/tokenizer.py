@@ -7,6 +7,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from inference.llama.errors import CheckpointError
+
 CORPUS = Path(__file__).parent / "data" / "tiny_corpus.txt"
 REPLACEMENT = "\ufffd"  # what an incomplete UTF-8 byte sequence decodes to
 
@@ -17,8 +19,6 @@ class Tokenizer:
     def __init__(self, model_path: str | Path):
         path = Path(model_path)
         if not path.exists():
-            from inference.llama.checkpoint import CheckpointError
-
             raise CheckpointError(f"{path} is missing: pass --tokenizer or put tokenizer.model in the checkpoint.")
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
         self.n_words = self.sp.vocab_size()

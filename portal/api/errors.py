@@ -1,4 +1,4 @@
-"""One error body for the whole API (API.md):
+"""One error body for the whole API (docs/api.md):
 ``{"error": {"code", "message", "fields"?}}`` with the matching status."""
 
 from __future__ import annotations

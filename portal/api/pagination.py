@@ -3,7 +3,7 @@ from rest_framework.pagination import PageNumberPagination
 
 
 class PortalPagination(PageNumberPagination):
-    """`{"count", "next", "previous", "results"}` as API.md fixes it."""
+    """`{"count", "next", "previous", "results"}` as docs/api.md fixes it."""
 
     page_size_query_param = "page_size"
     max_page_size = 200

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from access.models import Grant
-from access.selectors import license_current
-from access.services.downloads import bundle_create
-from access.services.grants import grant_accept_license, grant_create
+from access.catalog.selectors import license_current
+from access.distribution.bundles import bundle_create
+from access.grants.models import Grant
+from access.grants.services import grant_accept_license, grant_create
 
 
 def active_grant_make(*, user, variant, reviewer, **kwargs) -> Grant:

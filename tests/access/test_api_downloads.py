@@ -1,4 +1,4 @@
-"""The download links API (API.md "Grants and downloads"): a researcher's script creates
+"""The download links API (docs/api.md "Grants and downloads"): a researcher's script creates
 links for a grant, reads them back, and downloads with them; who may not, and why not."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from access.models import DownloadBundle, ModelVariant
-from access.services.grants import grant_create, grant_revoke
+from access.catalog.models import ModelVariant
+from access.distribution.models import DownloadBundle
+from access.grants.services import grant_create, grant_revoke
 from tests.access.downloads_helpers import active_grant_make, body_of, sha256_of
 from tests.access.test_api_requests import assert_error, audit_mark, new_audit_actions
 from tests.conftest import bearer_client
 
-# API.md: exactly what POST /api/v1/grants/{id}/download-links answers.
+# docs/api.md: exactly what POST /api/v1/grants/{id}/download-links answers.
 BUNDLE_FIELDS = {"bundle", "expires_at", "files", "download_sh", "manifest"}
 FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left"}
 

@@ -10,19 +10,12 @@ import json
 import pytest
 from django.forms.models import model_to_dict
 
-from access.models import (
-    AccessRequest,
-    AuditEvent,
-    Grant,
-    LicenseAcceptance,
-    ModelVariant,
-    RequestedVariant,
-    RequestMessage,
-    ReviewDecision,
-    ReviewNote,
-    ScreeningFlag,
-)
-from access.services.grants import grant_create
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.grants.models import Grant, LicenseAcceptance
+from access.grants.services import grant_create
+from access.requests.models import AccessRequest, RequestedVariant, RequestMessage, ScreeningFlag
+from access.review.models import ReviewDecision, ReviewNote
 from tests.access.test_api_requests import api_apply, current_license_id, decide
 from tests.conftest import bearer_client, login_with_password
 

@@ -1,4 +1,4 @@
-"""The applicant's API (API.md "Access requests" and "Grants"): apply, follow,
+"""The applicant's API (docs/api.md "Access requests" and "Grants"): apply, follow,
 edit while more information is requested, resubmit, withdraw; grants and
 license acceptance. The whole loop runs through the API alone.
 
@@ -15,20 +15,14 @@ from django.core.management import call_command
 from django.db.models import Max
 from django.utils import timezone
 
-from access.models import (
-    AccessRequest,
-    AuditEvent,
-    Grant,
-    GrantStatus,
-    LicenseAcceptance,
-    ModelVariant,
-    RequestStatus,
-    ScreeningFlag,
-)
-from access.selectors import license_current
-from access.services.catalog import license_publish
-from access.services.grants import grant_create, grant_revoke
-from access.services.review import access_request_note_add
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
+from access.grants.models import Grant, GrantStatus, LicenseAcceptance
+from access.grants.services import grant_create, grant_revoke
+from access.requests.models import AccessRequest, RequestStatus, ScreeningFlag
+from access.review.services import access_request_note_add
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
 
@@ -49,9 +43,9 @@ APPLICATION = {
     "use_case": USE_CASE,
     "publications": ["https://scholar.example.org/ada"],
 }
-# API.md: what POST /api/v1/access-requests answers with, at least.
+# docs/api.md: what POST /api/v1/access-requests answers with, at least.
 CREATED_FIELDS = {"id", "reference", "status", "variants", "created_at"}
-# API.md: GET /api/v1/access-requests/{id}, at least.
+# docs/api.md: GET /api/v1/access-requests/{id}, at least.
 DETAIL_FIELDS = {
     "id",
     "reference",
@@ -84,7 +78,7 @@ def decide(api, request_id: int, decision: str, **body):
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
-    """API.md's error body: {"error": {"code", "message", "fields"?}} with the status."""
+    """docs/api.md's error body: {"error": {"code", "message", "fields"?}} with the status."""
     assert response.status_code == status, response.content[:800]
     body = response.json()
     assert set(body) == {"error"}

@@ -1,4 +1,4 @@
-"""The reviewers' API (API.md "Review"): the queue with its filters, a request's
+"""The reviewers' API (docs/api.md "Review"): the queue with its filters, a request's
 full file, claim, notes, decisions with the two-person rule, grants managed by
 hand, the audit trail each call leaves, and the queue's query count at scale."""
 
@@ -11,23 +11,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access.models import (
+from access.catalog.models import ModelVariant
+from access.catalog.selectors import license_current
+from access.grants.models import Grant, GrantStatus, LicenseAcceptance
+from access.grants.services import grant_create
+from access.requests.models import (
     AccessRequest,
-    DecisionKind,
-    Grant,
-    GrantStatus,
-    LicenseAcceptance,
-    ModelVariant,
     RequestedVariant,
     RequestStatus,
-    ReviewDecision,
-    ReviewNote,
     ScreeningFlag,
     ScreeningFlagCode,
     VariantDecision,
 )
-from access.selectors import license_current
-from access.services.grants import grant_create
+from access.review.models import DecisionKind, ReviewDecision, ReviewNote
 from portal import roles
 from tests.access.test_api_requests import (
     APPLICATION,

@@ -13,24 +13,17 @@ import re
 import pytest
 from django.utils import timezone
 
-from access.models import (
-    AccessRequest,
-    AuditEvent,
-    Grant,
-    GrantStatus,
-    LicenseAcceptance,
-    MessageKind,
-    ModelVariant,
-    RequestStatus,
-    ScreeningFlag,
-    ScreeningFlagCode,
-)
-from access.selectors import license_current
-from access.selectors_review import estimated_decision_at
-from access.services.catalog import license_publish
-from access.services.grants import grant_accept_license, grant_revoke
-from access.services.requests import ApplicationData, access_request_submit
-from access.services.review import (
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
+from access.grants.models import Grant, GrantStatus, LicenseAcceptance
+from access.grants.services import grant_accept_license, grant_revoke
+from access.requests.application import ApplicationData
+from access.requests.models import AccessRequest, MessageKind, RequestStatus, ScreeningFlag, ScreeningFlagCode
+from access.requests.selectors import estimated_decision_at
+from access.requests.services import access_request_submit
+from access.review.services import (
     access_request_approve,
     access_request_note_add,
     access_request_reject,

@@ -12,10 +12,11 @@ from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from django.urls import reverse
 
-from access.admin import AuditEventAdmin
-from access.models import AuditEvent, LicenseVersion
-from access.services.audit import audit_event_record
-from access.services.catalog import license_publish
+from access.audit.admin import AuditEventAdmin
+from access.audit.models import AuditEvent
+from access.audit.services import audit_event_record
+from access.catalog.models import LicenseVersion
+from access.catalog.services import license_publish
 
 CHANGELIST_URL = "/admin/access/auditevent/"
 

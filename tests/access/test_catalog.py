@@ -11,14 +11,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from access.models import AuditEvent, LicenseVersion, ModelFamily, ModelVariant
-from access.selectors import license_current
-from access.services.catalog import catalog_seed_llama
+from access.audit.models import AuditEvent
+from access.catalog.models import LicenseVersion, ModelFamily, ModelVariant
+from access.catalog.seed import catalog_seed_llama
+from access.catalog.selectors import license_current
 from tests.conftest import bearer_client
 from tests.factories import ModelVariantFactory
 
 LLAMA_SLUGS = ["llama-7b", "llama-13b", "llama-33b", "llama-65b", "llama-demo-tiny"]
-# API.md: every variant in the list has at least these fields.
+# docs/api.md: every variant in the list has at least these fields.
 VARIANT_FIELDS = {"slug", "name", "family", "parameters", "training_tokens", "sandbox", "access"}
 
 HOSTILE_CARD = (

@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from access.charts import duration_label, median_chart
-from access.selectors_stats import DecisionTimes, WeekMedian
+from access.review.charts import duration_label, median_chart
+from access.review.stats import DecisionTimes, WeekMedian
 
 
 def _times(*medians):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.checks import run_checks
 
-from access.checks import LOCAL_STORAGE_STREAMED_BY_DJANGO
+from access.distribution.checks import LOCAL_STORAGE_STREAMED_BY_DJANGO
 
 
 def _ids() -> set[str]:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from access.services.audit import request_client_ip
+from access.audit.services import request_client_ip
 
 
 def _allauth_answer(request) -> str | None:

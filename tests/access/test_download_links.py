@@ -9,16 +9,12 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from access.models import AuditEvent, DownloadBundle, ModelVariant
-from access.services.downloads import (
-    bundle_create,
-    bundle_files,
-    bundle_from_token,
-    bundle_token,
-    link_from_token,
-    link_token,
-)
-from access.services.grants import grant_create, grant_suspend
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.distribution.bundles import bundle_create, bundle_files
+from access.distribution.models import DownloadBundle
+from access.distribution.tokens import bundle_from_token, bundle_token, link_from_token, link_token
+from access.grants.services import grant_create, grant_suspend
 from portal.errors import StateConflict
 from tests.access.downloads_helpers import active_grant_make
 

@@ -16,16 +16,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import AuditEvent, DownloadBundle, DownloadEvent, ModelVariant
-from access.services.downloads import (
-    bundle_create,
-    bundle_current,
-    bundle_manifest_path,
-    bundle_script_path,
-    bundle_suspend,
-    link_path,
-)
-from access.services.grants import grant_create, grant_revoke
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.distribution.bundles import bundle_create, bundle_current, bundle_suspend
+from access.distribution.models import DownloadBundle, DownloadEvent
+from access.distribution.tokens import bundle_manifest_path, bundle_script_path, link_path
+from access.grants.services import grant_create, grant_revoke
 from tests.access.downloads_helpers import active_grant_make, body_of, sha256_of
 from tests.conftest import login_with_password, login_with_totp
 

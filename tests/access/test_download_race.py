@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from access.models import DownloadEvent, DownloadLink
-from access.services.downloads import link_path
+from access.distribution.models import DownloadEvent, DownloadLink
+from access.distribution.tokens import link_path
 from tests.access.downloads_helpers import body_of, bundle_make
 
 CLIENTS = 50

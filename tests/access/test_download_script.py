@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import time_machine
 
-from access.services.downloads import bundle_script_path
+from access.distribution.tokens import bundle_script_path
 from tests.access.downloads_helpers import bundle_make
 
 pytestmark = pytest.mark.django_db(transaction=True)

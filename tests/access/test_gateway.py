@@ -15,17 +15,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from access.models import AuditEvent, DownloadEvent, DownloadLink, LicenseAcceptance
-from access.services import downloads as svc
-from access.services.catalog import license_publish
-from access.services.downloads import (
-    bundle_create,
-    bundle_manifest_path,
-    bundle_script_path,
-    bundle_suspend,
-    link_path,
-)
-from access.services.grants import grant_accept_license, grant_revoke, grant_suspend
+from access.audit.models import AuditEvent
+from access.catalog.services import license_publish
+from access.distribution import bundles, leak, rules
+from access.distribution.bundles import bundle_create, bundle_suspend
+from access.distribution.gateway import counting, links
+from access.distribution.models import DownloadEvent, DownloadLink
+from access.distribution.tokens import bundle_manifest_path, bundle_script_path, link_path
+from access.grants.models import LicenseAcceptance
+from access.grants.services import grant_accept_license, grant_revoke, grant_suspend
 from tests.access.downloads_helpers import body_of, bundle_make, sha256_of
 
 
@@ -395,8 +393,8 @@ def test_the_rules_overrule_a_download_the_fast_statement_took(client, bundle, m
     # win: no byte, the download given back, the refusal logged.
     link = _link(bundle, "params.json")
     assert client.get(link_path(link)).status_code == 200
-    refused = svc.DownloadOutcome("revoked", 403, "Your access to this model was revoked; these links no longer work.")
-    monkeypatch.setattr(svc, "gateway_authorize", lambda link: refused)
+    refused = rules.DownloadOutcome("revoked", 403, "Your access to this model was revoked; these links no longer work.")
+    monkeypatch.setattr(links, "gateway_authorize", lambda link: refused)
     _assert_no_bytes(client.get(link_path(link)), 403, "revoked")
     assert _used(link) == 1
     event = DownloadEvent.objects.filter(link=link).latest("id")
@@ -448,13 +446,13 @@ def test_another_users_acceptance_does_not_unblock_links(client, bundle, reviewe
 
 def _count_leak_rule_runs(monkeypatch) -> list:
     runs = []
-    real = svc.bundle_leak_check
+    real = leak.bundle_leak_check
 
     def counting(bundle, *, network=""):
         runs.append(network)
         return real(bundle, network=network)
 
-    monkeypatch.setattr(svc, "bundle_leak_check", counting)
+    monkeypatch.setattr(leak, "bundle_leak_check", counting)
     return runs
 
 
@@ -508,7 +506,7 @@ def test_networks_refused_while_suspended_are_not_cleared_by_the_lift(client, se
     for address in ("100.64.0.1", "100.64.1.1", "100.64.2.1"):
         _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR=address), 403, "suspended")
 
-    svc.bundle_unsuspend(bundle=bundle, actor=reviewer, reason="One lab, three sites; confirmed by phone.")
+    bundles.bundle_unsuspend(bundle=bundle, actor=reviewer, reason="One lab, three sites; confirmed by phone.")
 
     bundle.refresh_from_db()
     assert bundle.leak_cleared_networks == ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
@@ -525,7 +523,7 @@ def test_an_unexpected_error_while_serving_gives_the_download_back(client, bundl
     def broken(*args, **kwargs):
         raise RuntimeError("the file response could not be built")
 
-    monkeypatch.setattr("access.gateway.FileResponse", broken)
+    monkeypatch.setattr("access.distribution.gateway.views.FileResponse", broken)
     with pytest.raises(RuntimeError):
         client.get(link_path(link))
     assert _used(link) == 0
@@ -554,7 +552,7 @@ def test_networks_cleared_by_a_reviewer_are_not_counted_again(client, settings, 
         assert client.get(link_path(link), REMOTE_ADDR=address).status_code == 200
     _assert_no_bytes(client.get(link_path(link), REMOTE_ADDR="192.0.2.10"), 403, "suspended")
 
-    svc.bundle_unsuspend(bundle=bundle, actor=reviewer, reason="One lab, three sites; confirmed by phone.")
+    bundles.bundle_unsuspend(bundle=bundle, actor=reviewer, reason="One lab, three sites; confirmed by phone.")
 
     # The three networks the reviewer looked into go on, and two more are within the limit ...
     for address in ("192.0.2.10", "203.0.113.5", "198.51.100.1", "100.64.0.1", "100.64.1.1"):
@@ -578,11 +576,11 @@ def test_gateway_link_load_tells_whether_the_network_used_the_bundle_within_the_
     DownloadEvent.objects.create(bundle=bundle, network="10.0.9.0/24", status_code=200, outcome="served",
                                  created_at=now - dt.timedelta(hours=48))  # fmt: skip
 
-    loaded = svc.gateway_link_load(link.public_id, network="10.0.2.0/24", now=now)
+    loaded = links.gateway_link_load(link.public_id, network="10.0.2.0/24", now=now)
     assert loaded.network_seen is True
-    assert svc.gateway_link_load(link.public_id, network="10.0.9.0/24", now=now).network_seen is False  # too old
-    assert svc.gateway_link_load(link.public_id, network="10.0.3.0/24", now=now).network_seen is False
-    assert svc.gateway_link_load("no-such-link", network="", now=now) is None
+    assert links.gateway_link_load(link.public_id, network="10.0.9.0/24", now=now).network_seen is False  # too old
+    assert links.gateway_link_load(link.public_id, network="10.0.3.0/24", now=now).network_seen is False
+    assert links.gateway_link_load("no-such-link", network="", now=now) is None
     assert (loaded.id, loaded.file_name, loaded.bundle_id, loaded.grant_id) == (
         link.pk, "params.json", bundle.pk, bundle.grant_id
     )  # fmt: skip
@@ -660,8 +658,8 @@ def test_an_unexpected_error_behind_a_link_answers_the_sites_error_page(client, 
     def broken(*args, **kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(svc, "gateway_link_load_and_take", broken)
-    monkeypatch.setattr(svc, "gateway_link_load", broken)
+    monkeypatch.setattr(counting, "gateway_link_load_and_take", broken)
+    monkeypatch.setattr(links, "gateway_link_load", broken)
     client.raise_request_exception = False
 
     response = client.get(link_path(_link(bundle, "params.json")))

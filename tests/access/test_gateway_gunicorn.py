@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from access.models import DownloadEvent, WeightFile
-from access.services.downloads import link_path
+from access.distribution.models import DownloadEvent, WeightFile
+from access.distribution.tokens import link_path
 from tests.access.downloads_helpers import bundle_make, sha256_of
 from tests.processes import free_port, subprocess_database_url
 

@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from access.models import DownloadEvent
-from access.services.downloads import link_path
+from access.distribution.models import DownloadEvent
+from access.distribution.tokens import link_path
 from tests.access.downloads_helpers import bundle_make, sha256_of
 
 

@@ -12,16 +12,17 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from access.models import AuditEvent, Grant, GrantStatus, LicenseAcceptance, RequestStatus
-from access.selectors import (
+from access.audit.models import AuditEvent
+from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
+from access.grants.models import Grant, GrantStatus, LicenseAcceptance
+from access.grants.selectors import (
     grant_effective_status,
     grant_is_usable,
     grants_annotate_effective_status,
-    license_current,
     variant_access_for_user,
 )
-from access.services.catalog import license_publish
-from access.services.grants import (
+from access.grants.services import (
     grant_accept_license,
     grant_create,
     grant_expire,
@@ -30,7 +31,8 @@ from access.services.grants import (
     grant_suspend,
     grants_expire_due,
 )
-from access.services.review import access_request_approve
+from access.requests.models import RequestStatus
+from access.review.services import access_request_approve
 from portal.errors import StateConflict
 from tests.access.test_request_services import (
     USER_AGENT,

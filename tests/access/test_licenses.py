@@ -10,9 +10,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from access.models import AuditEvent, LicenseVersion
-from access.selectors import license_current
-from access.services.catalog import license_publish
+from access.audit.models import AuditEvent
+from access.catalog.models import LicenseVersion
+from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
 
 ADD_URL = "/admin/access/licenseversion/add/"
 CRLF_TEXT = "# Terms\r\n\r\nUse it for research only.\r\n"

@@ -16,12 +16,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from access import tasks
-from access.models import AccessRequest, ModelVariant
-from access.notifications import email_send, reviewer_emails
-from access.services.requests import access_request_resubmit, access_request_withdraw
-from access.services.review import (
-    EMBARGO_REASON,
+from access.catalog.models import ModelVariant
+from access.notifications.services import email_send, reviewer_emails
+from access.requests import tasks as requests_tasks
+from access.requests.models import AccessRequest
+from access.requests.services import access_request_resubmit, access_request_withdraw
+from access.review import tasks as review_tasks
+from access.review.policies import EMBARGO_REASON
+from access.review.services import (
     access_request_approve,
     access_request_claim,
     access_request_reject,
@@ -346,10 +348,10 @@ def test_withdrawing_sends_no_email(
 @pytest.mark.parametrize(
     "task",
     [
-        tasks.notify_request_submitted,
-        tasks.notify_reviewers_request_resubmitted,
-        tasks.notify_info_requested,
-        tasks.notify_decision,
+        requests_tasks.notify_request_submitted,
+        requests_tasks.notify_reviewers_request_resubmitted,
+        review_tasks.notify_info_requested,
+        review_tasks.notify_decision,
     ],
 )
 def test_a_notification_for_a_request_that_no_longer_exists_sends_nothing(db, reviewer, mailoutbox, task):
@@ -359,7 +361,7 @@ def test_a_notification_for_a_request_that_no_longer_exists_sends_nothing(db, re
 
 
 def test_notification_tasks_retry_on_mail_server_errors_and_have_time_limits():
-    for task in (tasks.notify_request_submitted, tasks.notify_info_requested, tasks.notify_decision):
+    for task in (requests_tasks.notify_request_submitted, review_tasks.notify_info_requested, review_tasks.notify_decision):
         assert OSError in task.autoretry_for
         assert task.max_retries == 5
         assert task.soft_time_limit < task.time_limit

@@ -12,9 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from access.models import AuditEvent, DownloadBundle, DownloadLink, ModelVariant, WeightFile
-from access.services.artifacts import WeightsPublishError, demo_weights_publish, weights_publish
-from access.services.grants import grant_create
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.distribution.models import DownloadBundle, DownloadLink, WeightFile
+from access.distribution.publishing import WeightsPublishError, demo_weights_publish, weights_publish
+from access.grants.services import grant_create
 from inference.llama.checkpoint import load_llama
 
 DEMO_FILES = ["checklist.chk", "consolidated.00.pth", "consolidated.01.pth", "params.json", "tokenizer.model"]

@@ -19,40 +19,32 @@ from django.db.models import Max
 from django.test import RequestFactory
 from django.utils import timezone
 
-from access.models import (
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
+from access.grants.models import Grant, GrantStatus
+from access.grants.services import grant_create, grant_expire, grant_revoke
+from access.requests.application import ApplicationData
+from access.requests.models import (
     AccessRequest,
-    AuditEvent,
-    DecisionKind,
-    Grant,
-    GrantStatus,
     MessageKind,
-    ModelVariant,
     RequestedVariant,
     RequestStatus,
-    ReviewDecision,
     ScreeningFlag,
     ScreeningFlagCode,
     VariantDecision,
 )
-from access.selectors import license_current
-from access.selectors_review import decisions_per_day, estimated_decision_at, queue_position
-from access.services.catalog import license_publish
-from access.services.grants import grant_create, grant_expire, grant_revoke
-from access.services.requests import (
-    ApplicationData,
+from access.requests.selectors import decisions_per_day, estimated_decision_at, queue_position
+from access.requests.services import (
     access_request_edit,
     access_request_resubmit,
     access_request_submit,
     access_request_withdraw,
 )
-from access.services.review import (
-    EMBARGO_REASON,
-    POLICY_DOMAIN_APPROVE,
-    POLICY_EMBARGO_REJECT,
-    access_request_approve,
-    access_request_reject,
-    access_request_request_info,
-)
+from access.review.models import DecisionKind, ReviewDecision
+from access.review.policies import EMBARGO_REASON, POLICY_DOMAIN_APPROVE, POLICY_EMBARGO_REJECT
+from access.review.services import access_request_approve, access_request_reject, access_request_request_info
 from portal import roles
 from portal.errors import StateConflict
 from tests.factories import ModelFamilyFactory, ModelVariantFactory, UserFactory
@@ -985,7 +977,7 @@ def test_requests_leave_the_queue_when_decided_withdrawn_or_waiting_for_the_appl
 
 
 def test_a_request_being_reviewed_keeps_its_place(reviewer, llama_catalog):
-    from access.services.review import access_request_claim
+    from access.review.services import access_request_claim
 
     first, second = _queue(2)
     access_request_claim(access_request=first, reviewer=reviewer)

@@ -19,36 +19,33 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from access.models import (
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.catalog.selectors import license_current
+from access.grants.models import Grant, GrantStatus
+from access.grants.services import grant_create, grant_revoke, grant_suspend
+from access.requests.models import (
     AccessRequest,
-    AuditEvent,
-    DecisionKind,
-    Grant,
-    GrantStatus,
     MessageKind,
-    ModelVariant,
     OrganizationType,
-    RejectionTemplate,
     RequestedVariant,
     RequestStatus,
-    ReviewDecision,
-    ReviewNote,
     ScreeningFlag,
     ScreeningFlagCode,
     VariantDecision,
 )
-from access.selectors import license_current
-from access.selectors_review import review_requests_annotate_approvals
-from access.selectors_stats import (
+from access.review.approvals import approvals_needed
+from access.review.charts import duration_label
+from access.review.models import DecisionKind, RejectionTemplate, ReviewDecision, ReviewNote
+from access.review.selectors import review_requests_annotate_approvals
+from access.review.services import access_request_approve, access_request_claim, access_request_reject
+from access.review.stats import (
     approval_rate_by_organization_type,
     requests_per_week_by_outcome,
     time_to_decision,
     week_start,
 )
-from access.services.grants import grant_create, grant_revoke, grant_suspend
-from access.services.review import access_request_approve, access_request_claim, access_request_reject, approvals_needed
-from access.charts import duration_label
-from access.views_review import QUEUE_PAGE_SIZE
+from access.review.views import QUEUE_PAGE_SIZE
 from portal import roles
 from portal.models import User
 from tests.access.test_request_services import submit

@@ -10,20 +10,16 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from access.models import (
-    AccessRequest,
-    AuditEvent,
-    DecisionKind,
-    Grant,
-    MessageKind,
-    ModelVariant,
-    RejectionTemplate,
-    RequestStatus,
-    ReviewNote,
-)
-from access.services.catalog import REJECTION_TEMPLATES, catalog_seed_llama, rejection_templates_seed
-from access.services.requests import access_request_edit, access_request_resubmit, access_request_withdraw
-from access.services.review import (
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.catalog.seed import catalog_seed_llama
+from access.grants.models import Grant
+from access.requests.models import AccessRequest, MessageKind, RequestStatus
+from access.requests.services import access_request_edit, access_request_resubmit, access_request_withdraw
+from access.review.approvals import approvals_needed
+from access.review.models import DecisionKind, RejectionTemplate, ReviewNote
+from access.review.seed import REJECTION_TEMPLATES, rejection_templates_seed
+from access.review.services import (
     access_request_approve,
     access_request_claim,
     access_request_decide,
@@ -31,7 +27,6 @@ from access.services.review import (
     access_request_reject,
     access_request_request_info,
     access_requests_bulk_decide,
-    approvals_needed,
     reviewer_can_review,
 )
 from portal import roles

@@ -13,12 +13,15 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from access import tasks
-from access.models import AccessRequest, AuditEvent, Grant, GrantStatus
-from access.selectors import license_current
-from access.services.grants import grant_accept_license, grant_create, grant_revoke, grant_suspend
-from access.services.requests import access_request_resubmit
-from access.services.review import access_request_claim, access_request_reject, access_request_request_info
+from access.audit.models import AuditEvent
+from access.catalog.selectors import license_current
+from access.grants import tasks as grants_tasks
+from access.grants.models import Grant, GrantStatus
+from access.grants.services import grant_accept_license, grant_create, grant_revoke, grant_suspend
+from access.requests.models import AccessRequest
+from access.requests.services import access_request_resubmit
+from access.review import tasks as review_tasks
+from access.review.services import access_request_claim, access_request_reject, access_request_request_info
 from portal import roles
 from portal.celery import app
 from tests.access.test_request_services import llama, submit
@@ -80,10 +83,10 @@ def test_the_expiry_task_expires_due_grants_and_reports_how_many(researcher, out
     due = _grant(researcher, reviewer, days=3, accept=True)
     not_yet = _grant(outsider, reviewer, days=30)
 
-    assert tasks.grants_expire_due.delay().get() == 0
+    assert grants_tasks.grants_expire_due.delay().get() == 0
     with _at(due.expires_at + dt.timedelta(minutes=5)):
-        assert tasks.grants_expire_due.delay().get() == 1
-        assert tasks.grants_expire_due.delay().get() == 0
+        assert grants_tasks.grants_expire_due.delay().get() == 1
+        assert grants_tasks.grants_expire_due.delay().get() == 0
 
     assert Grant.objects.get(pk=due.pk).status == GrantStatus.EXPIRED
     assert Grant.objects.get(pk=not_yet.pk).status == GrantStatus.LICENSE_REQUIRED
@@ -95,7 +98,7 @@ def test_a_suspended_grant_past_its_end_date_is_expired_too(researcher, reviewer
     grant_suspend(grant=grant, actor=reviewer, reason="Investigating.")
 
     with _at(grant.expires_at + dt.timedelta(hours=1)):
-        assert tasks.grants_expire_due() == 1
+        assert grants_tasks.grants_expire_due() == 1
 
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.EXPIRED
 
@@ -106,8 +109,8 @@ def test_a_suspended_grant_past_its_end_date_is_expired_too(researcher, reviewer
 def test_the_holder_is_reminded_once_before_the_grant_ends(researcher, reviewer, llama_catalog, mailoutbox):
     grant = _grant(researcher, reviewer, days=10, accept=True)
 
-    assert tasks.grants_remind_expiring.delay().get() == 1
-    assert tasks.grants_remind_expiring.delay().get() == 0
+    assert grants_tasks.grants_remind_expiring.delay().get() == 1
+    assert grants_tasks.grants_remind_expiring.delay().get() == 0
 
     (message,) = mailoutbox
     ends = f"{grant.expires_at:%-d %B %Y}"
@@ -126,13 +129,13 @@ def test_the_reminder_waits_until_the_end_date_is_within_the_reminder_window(
 ):
     grant = _grant(researcher, reviewer, days=30, accept=True)
 
-    assert tasks.grants_remind_expiring() == 0
+    assert grants_tasks.grants_remind_expiring() == 0
     with _at(grant.expires_at - dt.timedelta(days=15)):
-        assert tasks.grants_remind_expiring() == 0
+        assert grants_tasks.grants_remind_expiring() == 0
     with _at(grant.expires_at - dt.timedelta(days=13)):
-        assert tasks.grants_remind_expiring() == 1
+        assert grants_tasks.grants_remind_expiring() == 1
     with _at(grant.expires_at - dt.timedelta(days=1)):
-        assert tasks.grants_remind_expiring() == 0
+        assert grants_tasks.grants_remind_expiring() == 0
 
     assert len(mailoutbox) == 1
 
@@ -141,14 +144,14 @@ def test_the_reminder_window_is_a_setting(researcher, reviewer, llama_catalog, m
     settings.GRANT_EXPIRY_REMINDER_DAYS = 3
     _grant(researcher, reviewer, days=10, accept=True)
 
-    assert tasks.grants_remind_expiring() == 0
+    assert grants_tasks.grants_remind_expiring() == 0
     assert mailoutbox == []
 
 
 def test_a_grant_still_waiting_for_the_license_is_reminded_too(researcher, reviewer, llama_catalog, mailoutbox):
     _grant(researcher, reviewer, days=5)
 
-    assert tasks.grants_remind_expiring() == 1
+    assert grants_tasks.grants_remind_expiring() == 1
 
 
 def test_no_reminder_for_grants_without_an_end_date_or_no_longer_live(
@@ -162,9 +165,9 @@ def test_no_reminder_for_grants_without_an_end_date_or_no_longer_live(
     ended = _grant(outsider, reviewer, "llama-13b", days=5)
 
     with _at(ended.expires_at + dt.timedelta(hours=1)):  # past the end: too late for a reminder
-        assert tasks.grants_remind_expiring() == 0
+        assert grants_tasks.grants_remind_expiring() == 0
 
-    assert tasks.grants_remind_expiring() == 1  # only `ended`, which is still live and ends in 5 days
+    assert grants_tasks.grants_remind_expiring() == 1  # only `ended`, which is still live and ends in 5 days
     assert [message.to for message in mailoutbox] == [[outsider.email]]
 
 
@@ -173,7 +176,7 @@ def test_each_holder_gets_their_own_reminder(researcher, outsider, reviewer, lla
     _grant(researcher, reviewer, "llama-13b", days=6, accept=True)
     _grant(outsider, reviewer, "llama-7b", days=7)
 
-    assert tasks.grants_remind_expiring() == 3
+    assert grants_tasks.grants_remind_expiring() == 3
 
     assert sorted(message.to[0] for message in mailoutbox) == sorted(
         [researcher.email, researcher.email, outsider.email]
@@ -204,7 +207,7 @@ def test_the_digest_lists_the_requests_waiting_for_review(
     asked = submit(UserFactory(), full_name="Ann Asked", affiliation="Asked University")
     access_request_request_info(access_request=asked, reviewer=reviewer, message="Which cluster?")
 
-    assert tasks.reviewer_digest_send.delay().get() == 1
+    assert review_tasks.reviewer_digest_send.delay().get() == 1
 
     (message,) = mailoutbox
     assert sorted(message.bcc) == sorted([reviewer.email, admin_user.email])
@@ -224,7 +227,7 @@ def test_the_digest_names_no_new_request_when_only_old_ones_wait(
     old = submit(outsider, full_name="Eve Example", affiliation="Elsewhere Institute")
     _age(old, 2)
 
-    tasks.reviewer_digest_send()
+    review_tasks.reviewer_digest_send()
 
     (message,) = mailoutbox
     assert message.subject == f"{SITE} 1 request waiting for review"
@@ -237,12 +240,12 @@ def test_a_resubmitted_request_waits_in_the_digest(digest_mode, researcher, revi
     access_request_request_info(access_request=access_request, reviewer=reviewer, message="Which cluster?")
     access_request_resubmit(access_request=access_request, applicant=researcher)
 
-    assert tasks.reviewer_digest_send() == 1
+    assert review_tasks.reviewer_digest_send() == 1
     assert "1 request waiting" in mailoutbox[0].subject
 
 
 def test_no_digest_is_sent_when_nothing_waits(digest_mode, reviewer, llama_catalog, mailoutbox):
-    assert tasks.reviewer_digest_send() == 0
+    assert review_tasks.reviewer_digest_send() == 0
     assert mailoutbox == []
 
 
@@ -252,7 +255,7 @@ def test_no_digest_is_sent_when_reviewers_are_notified_at_once(
     settings.REVIEWER_NOTIFICATIONS = "immediate"
     submit(researcher)
 
-    assert tasks.reviewer_digest_send() == 0
+    assert review_tasks.reviewer_digest_send() == 0
     assert mailoutbox == []
 
 
@@ -260,7 +263,7 @@ def test_the_digest_goes_to_active_reviewers_only(digest_mode, researcher, revie
     UserFactory(email="gone@lab.example.org", role=roles.REVIEWER, is_active=False)
     submit(researcher)
 
-    tasks.reviewer_digest_send()
+    review_tasks.reviewer_digest_send()
 
     assert mailoutbox[0].bcc == [reviewer.email]
 
@@ -269,7 +272,7 @@ def test_the_digest_counts_new_requests_by_the_clock(digest_mode, researcher, re
     access_request = submit(researcher)
 
     with _at(timezone.now() + dt.timedelta(days=2)):
-        tasks.reviewer_digest_send()
+        review_tasks.reviewer_digest_send()
 
     assert access_request.reference in mailoutbox[0].body  # still the oldest waiting
     assert "- none" in mailoutbox[0].body  # but no longer new

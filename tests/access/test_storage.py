@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from access.storage import StorageError, weight_storage
+from access.distribution.storage import StorageError, weight_storage
 
 
 def _random_file(path, size: int):

@@ -6,10 +6,13 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from access.models import AccessRequest, AuditEvent, GrantStatus, ModelVariant, RequestStatus
-from access.services.grants import grant_create, grant_revoke, grant_suspend
-from access.services.requests import access_request_edit
-from access.services.review import access_request_approve, access_request_request_info
+from access.audit.models import AuditEvent
+from access.catalog.models import ModelVariant
+from access.grants.models import GrantStatus
+from access.grants.services import grant_create, grant_revoke, grant_suspend
+from access.requests.models import AccessRequest, RequestStatus
+from access.requests.services import access_request_edit
+from access.review.services import access_request_approve, access_request_request_info
 from portal.errors import StateConflict
 from tests.access.test_request_services import application, new_audit_actions, submit
 from tests.conftest import bearer_client, login_with_password

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from inference.llama.checkpoint import CheckpointError, checklist_verify, load_llama, tiny_llama_make
+from inference.llama.checkpoint import checklist_verify, load_llama, tiny_llama_make
+from inference.llama.errors import CheckpointError
 
 
 @pytest.mark.parametrize("shards", [2, 4, 8])

@@ -8,7 +8,7 @@ import pytest
 from allauth.mfa.models import Authenticator
 from django.core.management import call_command
 
-from access.models import AuditEvent
+from access.audit.models import AuditEvent
 from portal import roles
 from portal.services import user_role_set
 from tests.conftest import bearer_client, login_with_password, totp_enable

@@ -12,13 +12,12 @@ import time
 from types import SimpleNamespace
 from unittest import mock
 
-import pytest
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import mail
 from django.test import Client
 
-from access.models import AuditEvent
+from access.audit.models import AuditEvent
 from portal import roles
 from portal.models import User
 from tests.conftest import login_with_password

@@ -22,7 +22,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access.models import AuditEvent
+from access.audit.models import AuditEvent
 from portal.models import ApiToken
 from portal.services import api_token_authenticate, api_token_create, api_token_revoke
 from tests.factories import UserFactory

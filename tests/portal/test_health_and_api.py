@@ -1,4 +1,4 @@
-"""/healthz, and the conventions every API endpoint shares (API.md): errors, schema, docs, CSP, CSRF."""
+"""/healthz, and the conventions every API endpoint shares (docs/api.md): errors, schema, docs, CSP, CSRF."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from access.storage import weight_storage
+from access.distribution.storage import weight_storage
 from portal.celery import app as celery_app
 from tests.conftest import bearer_client
 

@@ -20,7 +20,7 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpResponse
 
-from access.models import AuditEvent
+from access.audit.models import AuditEvent
 from portal import roles
 from portal.mfa import privileged_mfa_required, session_is_mfa_verified, session_mark_mfa_enrolled
 from portal.models import ApiToken, User

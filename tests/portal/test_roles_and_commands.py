@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access.models import AuditEvent
+from access.audit.models import AuditEvent
 from portal import roles
 from portal.models import ApiToken, User
 from portal.services import api_token_revoke, user_create, user_role_set

@@ -15,7 +15,7 @@ def test_loading_the_wsgi_application_imports_every_view_before_the_first_reques
     with it, or the worker's first request (a download, a page) waits for those imports."""
     probe = (
         "import json, sys; import portal.wsgi; "
-        "print(json.dumps([m in sys.modules for m in ('portal.urls', 'access.gateway', 'access.views_review')]))"
+        "print(json.dumps([m in sys.modules for m in ('portal.urls', 'access.distribution.gateway.views', 'access.review.views')]))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True,

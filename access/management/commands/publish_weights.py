@@ -5,9 +5,9 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from access.models import ModelVariant
-from access.services.artifacts import WeightsPublishError, weights_publish
-from access.storage import StorageError
+from access.catalog.models import ModelVariant
+from access.distribution.publishing import WeightsPublishError, weights_publish
+from access.distribution.storage import StorageError
 
 
 def _size(n: int) -> str:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from access.services.catalog import catalog_seed_llama
+from access.catalog.seed import catalog_seed_llama
 
 
 class Command(BaseCommand):

@@ -3,7 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.llama.checkpoint import CheckpointError, load_llama
+from inference.llama.checkpoint import load_llama
+from inference.llama.errors import CheckpointError
 from inference.llama.generate import SamplingParams, generate
 from inference.llama.tokenizer import Tokenizer
 

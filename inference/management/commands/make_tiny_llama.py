@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.llama.checkpoint import CheckpointError, tiny_llama_make
+from inference.llama.checkpoint import tiny_llama_make
+from inference.llama.errors import CheckpointError
 
 
 class Command(BaseCommand):

@@ -80,9 +80,9 @@ class Command(BaseCommand):
     @staticmethod
     def _demo_weights_publish() -> str:
         """Generate and publish the llama-demo-tiny checkpoint (idempotent); one line for the banner."""
-        from access.services.artifacts import WeightsPublishError, demo_weights_publish
-        from access.storage import StorageError
-        from inference.llama.checkpoint import CheckpointError
+        from access.distribution.publishing import WeightsPublishError, demo_weights_publish
+        from access.distribution.storage import StorageError
+        from inference.llama.errors import CheckpointError
 
         folder = settings.VAR_DIR / "demo-weights" / "llama-demo-tiny"
         try:

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from access.services.catalog import catalog_seed_llama
+from access.catalog.seed import catalog_seed_llama
 from portal import roles
 from portal.models import User
 from portal.services import user_create, user_email_mark_verified, user_password_set, user_role_set

@@ -1,0 +1,81 @@
+"""The researcher's download links API (docs/api.md "Grants and downloads"): create a
+bundle of gateway links for one of the caller's grants, or read the current one.
+
+Another user's grant answers 404, like a missing one. Whether links can be made
+(usable grant, published files) is the service's rule: it raises StateConflict,
+which the API answers with 409 and the service's message.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from access.distribution.bundles import bundle_create, bundle_current, bundle_files
+from access.distribution.models import DownloadBundle
+from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
+from access.grants.selectors import grant_get_for_holder
+from portal.api.schema import error_responses
+
+DOWNLOADS_TAG = "grants"
+_GRANT_MISSING = "You have no grant with this id. GET /api/v1/grants lists yours."
+
+
+class DownloadFileSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="File name inside the model's folder, e.g. consolidated.00.pth.")
+    size = serializers.IntegerField(help_text="Bytes.")
+    sha256 = serializers.CharField()
+    md5 = serializers.CharField()
+    url = serializers.URLField(help_text="Gateway link; needs no other credential. Supports HTTP Range to resume.")
+    downloads_left = serializers.IntegerField(help_text="Downloads from byte 0 still allowed; resuming is free.")
+
+
+class DownloadBundleSerializer(serializers.Serializer):
+    bundle = serializers.CharField(help_text="The bundle's id; quote it in support mail.")
+    expires_at = serializers.DateTimeField(help_text="Every link of the bundle stops working at this time.")
+    files = DownloadFileSerializer(many=True)
+    download_sh = serializers.URLField(help_text="POSIX shell script that downloads, resumes and verifies every file.")
+    manifest = serializers.URLField(help_text="The same links and checksums as JSON.")
+
+
+def _bundle_body(bundle: DownloadBundle, request) -> dict:
+    return DownloadBundleSerializer(
+        {
+            "bundle": bundle.public_id,
+            "expires_at": bundle.expires_at,
+            "files": bundle_files(bundle, request),
+            "download_sh": download_absolute_url(bundle_script_path(bundle), request),
+            "manifest": download_absolute_url(bundle_manifest_path(bundle), request),
+        }
+    ).data
+
+
+class GrantDownloadLinksApi(APIView):
+    @extend_schema(
+        tags=[DOWNLOADS_TAG],
+        summary="The grant's current download links, while they are valid",
+        responses={200: DownloadBundleSerializer, **error_responses(404)},
+    )
+    def get(self, request, pk: int):
+        grant = grant_get_for_holder(request.user, pk, missing=_GRANT_MISSING)
+        bundle = bundle_current(grant)
+        if bundle is None or bundle.expires_at <= timezone.now():
+            raise Http404(
+                f"This grant has no valid download links. POST /api/v1/grants/{grant.pk}/download-links creates them."
+            )
+        return Response(_bundle_body(bundle, request))
+
+    @extend_schema(
+        tags=[DOWNLOADS_TAG],
+        summary="Create download links for every file of the model; the previous links stop working",
+        request=None,
+        responses={201: DownloadBundleSerializer, **error_responses(404, 409)},
+    )
+    def post(self, request, pk: int):
+        grant = grant_get_for_holder(request.user, pk, missing=_GRANT_MISSING)
+        bundle = bundle_create(grant=grant, user=request.user, request=request)
+        return Response(_bundle_body(bundle, request), status=status.HTTP_201_CREATED)

@@ -1,0 +1,199 @@
+"""Download bundles and links: creating them, checking a gateway request against
+them, logging every request, and the leak rule.
+
+A link's URL carries ``Signer(salt=...)`` around the link's random ``public_id``:
+unguessable (128 random bits), and a token made up from a copy of the database
+alone does not verify, because the signature needs the site's secret key. A token
+whose signature fails is refused before any query.
+
+Counting: a request that starts a file at byte 0 uses one of the link's downloads,
+taken by one guarded UPDATE (``downloads_used < max_downloads``), so concurrent
+first requests can never use more than the link allows. A resume (a Range that
+starts later in the file) is free once the link has been used. On a link never
+used it counts as a start instead of being refused: a researcher whose links
+expired mid-file creates new ones and resumes the partial file with them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from access.audit.services import audit_event_record
+from access.distribution.models import DownloadBundle, DownloadLink, WeightFile
+from access.distribution.tokens import download_absolute_url, grants_page_url, link_path
+from access.grants.models import Grant, GrantStatus
+from access.grants.selectors import grants_annotate_effective_status
+from access.notifications.services import absolute_url
+from portal.errors import StateConflict
+
+
+def _unusable_grant_message(grant: Grant) -> str:
+    status = grant.effective_status
+    grants_page = grants_page_url()
+    if status == GrantStatus.LICENSE_REQUIRED:
+        version = grant.license_required.version if grant.license_required else "current"
+        return (
+            f"Accept the {version} license of {grant.variant.family.name} first, on {grants_page}; "
+            "then create the download links."
+        )
+    if status == GrantStatus.SUSPENDED:
+        return "Your access is suspended, so no download links can be made. A reviewer will contact you."
+    if status == GrantStatus.REVOKED:
+        return "Your access was revoked, so no download links can be made."
+    if status == GrantStatus.EXPIRED:
+        return f"Your access to {grant.variant.name} has ended. Apply again on {absolute_url(reverse('apply'))}."
+    return f"This grant is {status}; download links need an active grant."
+
+
+@transaction.atomic
+def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
+    """One link per published file of the grant's variant; retires the grant's previous bundle."""
+    grant = Grant.objects.select_for_update().select_related("variant__family", "user").get(pk=grant.pk)
+    if grant.user_id != getattr(user, "pk", None):
+        raise PermissionDenied("Only the holder of a grant can create its download links.")
+    grants_annotate_effective_status([grant])
+    if grant.effective_status != GrantStatus.ACTIVE:
+        raise StateConflict(_unusable_grant_message(grant), code="grant_not_usable")
+    latest = DownloadBundle.objects.filter(grant=grant).order_by("-created_at", "-id").first()
+    if latest is not None and latest.suspended_at is not None:
+        # Otherwise new links would undo the leak rule the moment it fired.
+        raise StateConflict(
+            "Your download links were suspended because they were used from unusually many places. "
+            "A reviewer will look into it and contact you; new links can be made once they have.",
+            code="links_suspended",
+        )
+    files = list(WeightFile.objects.filter(variant=grant.variant).order_by("name"))
+    if not files:
+        raise StateConflict(
+            f"No weight files of {grant.variant.name} have been published yet. Try again later; "
+            "you will not need a new request.",
+            code="nothing_published",
+        )
+    now = timezone.now()
+    expires_at = now + dt.timedelta(hours=settings.DOWNLOAD_LINK_TTL_HOURS)
+    if grant.expires_at is not None:
+        expires_at = min(expires_at, grant.expires_at)
+    retired = list(
+        DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).values_list("public_id", flat=True)
+    )
+    DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).update(retired_at=now)
+    bundle = DownloadBundle(grant=grant, created_at=now, expires_at=expires_at)
+    bundle.full_clean()
+    bundle.save()
+    DownloadLink.objects.bulk_create(
+        DownloadLink(bundle=bundle, file=weight_file, max_downloads=settings.DOWNLOAD_LINK_MAX_DOWNLOADS)
+        for weight_file in files
+    )
+    audit_event_record(
+        action="download.bundle_created",
+        actor=user,
+        target=bundle,
+        request=request,
+        details={
+            "grant": grant.pk,
+            "variant": grant.variant.slug,
+            "files": len(files),
+            "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
+            "expires_at": expires_at.isoformat(),
+            "retired_bundles": retired,
+        },
+    )
+    return bundle
+
+
+def bundle_current(grant: Grant) -> DownloadBundle | None:
+    """The grant's live (not retired) bundle, if any."""
+    return DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).order_by("-created_at", "-id").first()
+
+
+def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
+    """The bundle's files with their gateway URLs, as the API and the pages show them."""
+    links = bundle.links.select_related("file").order_by("file__name")
+    return [
+        {
+            "name": link.file.name,
+            "size": link.file.size,
+            "sha256": link.file.sha256,
+            "md5": link.file.md5,
+            "url": download_absolute_url(link_path(link), request),
+            "downloads_left": link.downloads_left,
+        }
+        for link in links
+    ]
+
+
+def bundle_manifest(bundle: DownloadBundle, request=None) -> dict:
+    return {
+        "model": bundle.grant.variant.slug,
+        "bundle": bundle.public_id,
+        "expires_at": bundle.expires_at.isoformat(),
+        "files": [
+            {key: entry[key] for key in ("name", "url", "size", "sha256", "md5")}
+            for entry in bundle_files(bundle, request)
+        ],
+    }
+
+
+@transaction.atomic
+def bundle_suspend(
+    *, bundle: DownloadBundle, reason: str, actor=None, request=None, networks: Iterable[str] = ()
+) -> bool:
+    """Block every link of the bundle at once. ``networks``: those the leak rule counted, which a
+    reviewer who lifts the suspension clears. False if it was already suspended."""
+    locked = (
+        DownloadBundle.objects.select_for_update().select_related("grant__user", "grant__variant").get(pk=bundle.pk)
+    )
+    if locked.suspended_at is not None:
+        bundle.suspended_at, bundle.suspended_reason = locked.suspended_at, locked.suspended_reason
+        return False
+    locked.suspended_at = timezone.now()
+    locked.suspended_reason = reason.strip()
+    locked.leak_flagged_networks = sorted(networks) if networks else None
+    locked.save(update_fields=["suspended_at", "suspended_reason", "leak_flagged_networks"])
+    bundle.suspended_at, bundle.suspended_reason = locked.suspended_at, locked.suspended_reason
+    audit_event_record(
+        action="download.bundle_suspended",
+        actor=actor,
+        target=locked,
+        request=request,
+        details={"grant": locked.grant_id, "user": locked.grant.user.email, "reason": locked.suspended_reason},
+    )
+    return True
+
+
+@transaction.atomic
+def bundle_unsuspend(*, bundle: DownloadBundle, actor, reason: str, request=None) -> DownloadBundle:
+    """A reviewer lifts a suspension after looking into it: the links work again (if not expired
+    or replaced) and the researcher may create new ones."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the suspension is lifted; it goes in the audit log."]})
+    locked = DownloadBundle.objects.select_for_update().select_related("grant__user").get(pk=bundle.pk)
+    if locked.grant.user_id == getattr(actor, "pk", None):
+        raise PermissionDenied("You cannot lift a suspension of your own download links.")
+    if locked.suspended_at is None:
+        raise StateConflict("These links are not suspended.", code="not_suspended")
+    previous = locked.suspended_reason
+    locked.suspended_at, locked.suspended_reason = None, ""
+    # The networks the leak rule named in the suspension are the ones the reviewer looked into:
+    # counted again, they would trip the rule at the next new network. Networks refused while
+    # the links were suspended were named nowhere, so they still count.
+    if locked.leak_flagged_networks:
+        cleared = set(locked.leak_cleared_networks or ()) | set(locked.leak_flagged_networks)
+        locked.leak_cleared_networks = sorted(cleared)
+    locked.save(update_fields=["suspended_at", "suspended_reason", "leak_cleared_networks"])
+    audit_event_record(
+        action="download.bundle_unsuspended",
+        actor=actor,
+        target=locked,
+        request=request,
+        details={"grant": locked.grant_id, "reason": reason, "suspended_for": previous},
+    )
+    return locked

@@ -1,0 +1,348 @@
+"""The download gateway, ``/dl/...``: the URLs handed to researchers.
+
+No session, cookie or CSRF token is needed: the signed token in the path is the
+credential. Every request, good or bad, is logged as a ``DownloadEvent``. Errors
+answer in plain text saying what to do next, with ``Cache-Control: no-store``.
+
+Local storage: the file is streamed with single-range support (or handed to nginx
+with X-Accel-Redirect when DOWNLOAD_ACCEL_REDIRECT_PREFIX is set). S3: a 302 to a
+presigned GET, valid DOWNLOAD_PRESIGNED_URL_SECONDS at most.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from urllib.parse import quote
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from access.audit.services import request_client_ip
+from access.distribution import bundles, events, leak, rules, tokens
+from access.distribution.gateway import counting, links
+from access.distribution.gateway.streaming import STREAM_BLOCK_BYTES, FilePart, content_disposition, cork, parse_range
+from access.distribution.storage import StorageError, weight_storage
+from portal.middleware import browserless
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _plain(status: int, message: str, request) -> HttpResponse:
+    # Only refusals point to the grants page; reversing and building its URL is not free.
+    if "{grants}" in message:
+        message = message.replace("{grants}", tokens.grants_page_url(request))
+    body = message + "\n"
+    response = HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
+    if status == 405:
+        response["Allow"] = "GET, HEAD"
+    return _no_store(response)
+
+
+def _refuse(request, outcome: rules.DownloadOutcome, *, link=None, bundle=None, network=None) -> HttpResponse:
+    events.download_event_record(
+        request=request, status_code=outcome.status, outcome=outcome.name, link=link, bundle=bundle, network=network
+    )
+    return _plain(outcome.status, outcome.message, request)
+
+
+METHOD_NOT_ALLOWED = rules.DownloadOutcome("method_not_allowed", 405, "Download links answer GET and HEAD only.")
+
+
+WRONG_NAME = rules.DownloadOutcome(
+    "wrong_name", 404, "This link is for another file name. Copy the whole link, or create new links on {grants}."
+)
+
+
+RANGE_NOT_SATISFIABLE = rules.DownloadOutcome("range_not_satisfiable", 416)
+
+
+REDIRECTED = rules.DownloadOutcome("redirected", 302)
+
+
+SERVED = rules.DownloadOutcome("served", 200)
+
+
+ACCEL_REDIRECTED = rules.DownloadOutcome("accel_redirect", 200)
+
+
+STORAGE_ERROR = rules.DownloadOutcome(
+    "storage_error",
+    503,
+    "The file is unavailable right now; try again in a few minutes. Your download was not counted.",
+)
+
+
+def _refuse_link(request, outcome: rules.DownloadOutcome, link, ip, network) -> HttpResponse:
+    counting.gateway_event_record(request=request, link=link, outcome=outcome, ip=ip, network=network)
+    return _plain(outcome.status, outcome.message, request)
+
+
+class _Take:
+    """Counts and logs this request's download, once: download_take, or, when the one-statement
+    path already took the download and logged the request, a stand-in that only gives it back if
+    storage then fails. ``counted_event`` is the logged event of a download still held, so that
+    an unexpected error before any byte is sent can give it back."""
+
+    def __init__(self, request, link, ip: str | None, network: str, range_start: int | None, taken_event_id=None):
+        self.request, self.link, self.ip, self.network, self.range_start = request, link, ip, network, range_start
+        self.already_taken = taken_event_id is not None
+        self.counted_event = taken_event_id
+
+    def __call__(self, *, served, bytes_sent=None, failure=None):
+        if not self.already_taken:
+            outcome, counted, event_id = counting.download_take(
+                link=self.link, request=self.request, ip=self.ip, network=self.network, range_start=self.range_start,
+                served=served, bytes_sent=bytes_sent, failure=failure,
+            )  # fmt: skip
+            self.counted_event = event_id if counted else None
+            return outcome, counted, event_id
+        event_id = self.counted_event
+        if failure is not None:
+            self.give_back(failure)
+            return failure, False, event_id
+        return rules.ALLOWED, True, event_id
+
+    def give_back(self, outcome: rules.DownloadOutcome) -> None:
+        if self.counted_event is not None:
+            counting.download_give_back(self.link, self.counted_event, outcome)
+            self.counted_event = None
+
+
+def _serve(request, link, storage, byte_range, take: _Take) -> HttpResponse:
+    try:
+        if storage.name != "s3":
+            return _serve_local(request, link, storage, byte_range, take)
+        return _redirect_to_storage(request, link, storage, take)
+    except Exception:
+        # Nothing was sent: the download must not stay used (the error is reported as usual).
+        take.give_back(STORAGE_ERROR)
+        raise
+
+
+def _served_outcome(storage) -> rules.DownloadOutcome:
+    """What a whole-file GET that goes through is logged as, by how it is served."""
+    if storage.name == "s3":
+        return REDIRECTED
+    if settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
+        return ACCEL_REDIRECTED
+    return SERVED
+
+
+def _serve_local(request, link, storage, byte_range, take) -> HttpResponse:
+    size = link.file_size
+    first, last = byte_range if byte_range else (0, size - 1)
+    length = max(last - first + 1, 0)
+    status = 206 if byte_range else 200
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{link.file_sha256}"',
+        "Content-Disposition": content_disposition(link.file_name),
+        "Cache-Control": "no-store",
+    }
+    if byte_range:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+
+    if request.method == "HEAD":
+        outcome, _, _ = take(served=rules.DownloadOutcome("head", status), bytes_sent=0)
+        response = HttpResponse(status=status, content_type="application/octet-stream", headers=headers)
+        response["Content-Length"] = str(length)
+        return response
+
+    if settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX:
+        # nginx sends the bytes (and answers the Range itself); the portal only decided and counted.
+        outcome, _, _ = take(served=rules.DownloadOutcome(ACCEL_REDIRECTED.name, status))
+        if not outcome.allowed:
+            return _plain(outcome.status, outcome.message, request)
+        headers.pop("Content-Range", None)
+        response = HttpResponse(status=200, content_type="application/octet-stream", headers=headers)
+        response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(
+            link.file_storage_key
+        )
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    # Opened before counting, so a file storage cannot give is never counted.
+    try:
+        raw = open(storage.path(link.file_storage_key), "rb")
+        raw.seek(first)
+        # Weight files are read once, front to back: ask the kernel for its larger readahead.
+        if hasattr(os, "posix_fadvise"):  # Linux; macOS has none
+            os.posix_fadvise(raw.fileno(), first, length, os.POSIX_FADV_SEQUENTIAL)
+    except (OSError, StorageError):
+        raw = None
+    # Logged with the length planned; corrected when the stream ends short (client gone).
+    outcome, _, event_id = take(
+        served=rules.DownloadOutcome("partial" if byte_range else SERVED.name, status),
+        bytes_sent=length,
+        failure=STORAGE_ERROR if raw is None else None,
+    )
+    if not outcome.allowed:
+        if raw is not None:
+            raw.close()
+        return _plain(outcome.status, outcome.message, request)
+
+    def closed(part: FilePart) -> None:
+        if part.was_read and part.read_bytes != length:
+            events.download_event_bytes_sent(event_id, part.read_bytes)
+
+    part = FilePart(raw, length, closed, corked=cork(request))
+    response = FileResponse(part, status=status, content_type="application/octet-stream", headers=headers)
+    response.block_size = STREAM_BLOCK_BYTES
+    response["Content-Length"] = str(length)
+    return response
+
+
+@browserless
+@csrf_exempt
+def file_download(request, token: str, name: str):
+    ip = request_client_ip(request)
+    network = events.client_network(ip)
+    now = timezone.now()
+    public_id = tokens.link_public_id(token)
+    storage = weight_storage()
+    taken_event_id = None
+    if public_id is None:
+        link = None
+    elif request.method == "GET" and "HTTP_RANGE" not in request.META and counting.gateway_fast_path_available():
+        served = _served_outcome(storage)
+        link, taken_event_id = counting.gateway_link_load_and_take(
+            public_id, name=name, request=request, ip=ip, network=network, now=now, served=served,
+            log_file_size=served is SERVED,
+        )  # fmt: skip
+    else:
+        link = links.gateway_link_load(public_id, network=network, now=now)
+
+    if taken_event_id is not None:
+        # Taken by the one-statement path; the rules below are still the ones that decide.
+        take = _Take(request, link, ip, network, None, taken_event_id)
+        outcome = WRONG_NAME if name != link.file_name else links.gateway_authorize(link)
+        if not outcome.allowed:
+            take.give_back(outcome)
+            return _plain(outcome.status, outcome.message, request)
+        return _serve(request, link, storage, None, take)
+
+    if request.method not in ("GET", "HEAD"):
+        return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
+    if link is None:
+        return _refuse_link(request, rules.UNKNOWN, None, ip, network)
+    if name != link.file_name:
+        return _refuse_link(request, WRONG_NAME, link, ip, network)
+    if network and not link.network_seen and link.bundle_suspended_at is None:
+        # A network new to the bundle may cross the leak limit: its check, count and log hold the
+        # bundle's lock, so a burst of new networks is counted one at a time.
+        with leak.bundle_leak_serialized(link.bundle_id):
+            return _decide_and_serve(request, link, storage, ip, network)
+    return _decide_and_serve(request, link, storage, ip, network)
+
+
+def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> HttpResponse:
+    link = links.gateway_leak_check(link, network=network)
+    outcome = links.gateway_authorize(link)
+    if not outcome.allowed:
+        return _refuse_link(request, outcome, link, ip, network)
+
+    size = link.file_size
+    range_header = request.META.get("HTTP_RANGE", "")
+    if_range = request.META.get("HTTP_IF_RANGE")
+    if range_header and if_range is not None and if_range.strip() != f'"{link.file_sha256}"':
+        range_header = ""  # the client's partial copy is of another file version: send it whole
+    byte_range = parse_range(range_header, size)
+    if byte_range is False:
+        # Nothing to send, so nothing to count: usually a client whose copy is already complete.
+        counting.gateway_event_record(request=request, link=link, outcome=RANGE_NOT_SATISFIABLE, ip=ip, network=network)
+        response = _plain(416, f"The file has {size} bytes; the range asked for starts past its end.", request)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+
+    take = _Take(request, link, ip, network, byte_range[0] if byte_range else None)
+    return _serve(request, link, storage, byte_range, take)
+
+
+def _redirect_to_storage(request, link, storage, take) -> HttpResponse:
+    try:
+        url = storage.presigned_get_url(
+            link.file_storage_key, filename=link.file_name, expires_in=settings.DOWNLOAD_PRESIGNED_URL_SECONDS
+        )
+    except (StorageError, ValueError):
+        url = None
+    outcome, _, _ = take(served=REDIRECTED, failure=STORAGE_ERROR if url is None else None)
+    if not outcome.allowed:
+        return _plain(outcome.status, outcome.message, request)
+    # Not HttpResponseRedirect: it re-parses and re-quotes the URL, which storage has already built
+    # percent-encoded, on the gateway's busiest path.
+    response = HttpResponse(status=302)
+    response["Location"] = response.url = url
+    return _no_store(response)
+
+
+def _bundle_request(request, token: str):
+    """The bundle of a script or manifest request, or the error response to send."""
+    bundle = tokens.bundle_from_token(token)
+    if request.method not in ("GET", "HEAD"):
+        return None, _refuse(request, METHOD_NOT_ALLOWED, bundle=bundle)
+    if bundle is not None:
+        leak.bundle_leak_check(bundle, network=events.client_network(request_client_ip(request)))
+    outcome = rules.bundle_authorize(bundle=bundle, request=request)
+    if not outcome.allowed:
+        return None, _refuse(request, outcome, bundle=bundle)
+    return bundle, None
+
+
+def _shell_word(value: str) -> str:
+    return shlex.quote(str(value))
+
+
+@browserless
+@csrf_exempt
+def bundle_script(request, token: str):
+    bundle, refusal = _bundle_request(request, token)
+    if refusal is not None:
+        return refusal
+    manifest = bundles.bundle_manifest(bundle, request)
+    context = {
+        "model": _shell_word(manifest["model"]),
+        # The name goes in a comment line (one line, nothing to run) and, quoted, in a variable.
+        "model_name": " ".join(bundle.grant.variant.name.split()),
+        "model_name_word": _shell_word(bundle.grant.variant.name),
+        "has_checklist": any(entry["name"] == "checklist.chk" for entry in manifest["files"]),
+        "expires_at": f"{bundle.expires_at:%Y-%m-%d %H:%M} UTC",
+        "grants_url": _shell_word(tokens.grants_page_url(request)),
+        "files": [
+            {
+                "name": _shell_word(entry["name"]),
+                "url": _shell_word(entry["url"]),
+                "size": int(entry["size"]),
+                "sha256": _shell_word(entry["sha256"]),
+                "md5": entry["md5"],
+            }
+            for entry in manifest["files"]
+        ],
+    }
+    events.download_event_record(request=request, status_code=200, outcome="script", bundle=bundle)
+    response = HttpResponse(
+        render_to_string("access/downloads/download.sh", context), content_type="text/x-shellscript; charset=utf-8"
+    )
+    response["Content-Disposition"] = 'attachment; filename="download.sh"'
+    return _no_store(response)
+
+
+@browserless
+@csrf_exempt
+def bundle_manifest(request, token: str):
+    bundle, refusal = _bundle_request(request, token)
+    if refusal is not None:
+        return refusal
+    events.download_event_record(request=request, status_code=200, outcome="manifest", bundle=bundle)
+    response = HttpResponse(
+        json.dumps(bundles.bundle_manifest(bundle, request), indent=2) + "\n", content_type="application/json"
+    )
+    response["Content-Disposition"] = 'inline; filename="manifest.json"'
+    return _no_store(response)

@@ -1,0 +1,123 @@
+"""The researcher's downloads page for one grant: the current links with checksums,
+expiry and downloads left, the download script and manifest, and a button that
+creates new links (which retires the old ones). No new request is ever needed.
+
+The reviewers' view of one grant's downloads: its bundles (live, expired, replaced,
+suspended) and every gateway request made with their links. Behind ``reviewer_page``
+(MFA-verified session) and the grant-manager permission, like the grants page.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from access.distribution.bundles import bundle_create, bundle_current, bundle_files, bundle_unsuspend
+from access.distribution.models import DownloadBundle
+from access.distribution.selectors import bundles_for_grant, download_events_for_grant, weights_published
+from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
+from access.grants.models import GrantStatus
+from access.grants.selectors import grant_get_for_holder, grant_get_for_manager
+from access.review.permissions import reviewer_page
+from portal.errors import StateConflict
+
+
+@login_required
+@require_GET
+def grant_downloads(request, pk: int):
+    grant = grant_get_for_holder(request.user, pk)
+    bundle = bundle_current(grant)
+    now = timezone.now()
+    expired = bundle is not None and bundle.expires_at <= now
+    suspended = bundle is not None and bundle.suspended_at is not None
+    usable = grant.effective_status == GrantStatus.ACTIVE
+    published = weights_published(grant.variant)
+    # Links are shown only while they can work; an old bundle's checksums are still worth showing.
+    links_work = bundle is not None and usable and not expired and not suspended
+    return render(
+        request,
+        "access/apply/grant_downloads.html",
+        {
+            "grant": grant,
+            "bundle": bundle,
+            "files": bundle_files(bundle, request) if bundle is not None else [],
+            "expired": expired,
+            "suspended": suspended,
+            "usable": usable,
+            "published": published,
+            "links_work": links_work,
+            "can_create": usable and published and not suspended,
+            "script_url": download_absolute_url(bundle_script_path(bundle), request) if links_work else "",
+            "manifest_url": download_absolute_url(bundle_manifest_path(bundle), request) if links_work else "",
+            "ttl_hours": settings.DOWNLOAD_LINK_TTL_HOURS,
+            "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
+        },
+    )
+
+
+@login_required
+@require_POST
+def grant_downloads_create(request, pk: int):
+    grant = grant_get_for_holder(request.user, pk)
+    had_links = bundle_current(grant) is not None
+    try:
+        bundle = bundle_create(grant=grant, user=request.user, request=request)
+    except StateConflict as exc:
+        messages.warning(request, exc.message)
+        return redirect("grant-downloads", grant.pk)
+    valid_until = timezone.localtime(bundle.expires_at).strftime("%d %b %Y %H:%M %Z")
+    replaced = " The previous links no longer work." if had_links else ""
+    messages.success(request, f"New download links for {grant.variant.name}, valid until {valid_until}.{replaced}")
+    return redirect("grant-downloads", grant.pk)
+
+
+EVENTS_PAGE_SIZE = 100
+
+
+def _bundle_state(bundle, now) -> str:
+    if bundle.suspended_at is not None:
+        return "suspended"
+    if bundle.retired_at is not None:
+        return "replaced"
+    if bundle.expires_at <= now:
+        return "expired"
+    return "live"
+
+
+@reviewer_page
+@require_GET
+def review_grant_downloads(request, pk: int):
+    grant = grant_get_for_manager(request.user, pk)
+    now = timezone.now()
+    bundles = list(bundles_for_grant(grant))
+    for bundle in bundles:
+        bundle.state = _bundle_state(bundle, now)
+    page = Paginator(download_events_for_grant(grant), EVENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "access/review/grant_downloads.html",
+        {"grant": grant, "bundles": bundles, "page": page, "events": page.object_list, "query": ""},
+    )
+
+
+@reviewer_page
+@require_POST
+def review_bundle_unsuspend(request, pk: int, bundle_id: int):
+    grant = grant_get_for_manager(request.user, pk)
+    bundle = get_object_or_404(DownloadBundle, pk=bundle_id, grant=grant)
+    try:
+        bundle_unsuspend(bundle=bundle, actor=request.user, reason=request.POST.get("reason", ""), request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    except (StateConflict, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+    else:
+        messages.success(request, f"The suspension is lifted; {grant.user.email} can download again.")
+    return redirect(reverse("review-grant-downloads", args=[grant.pk]))

@@ -1,0 +1,26 @@
+"""Access requests in the admin: read-only, with their requested variants and screening flags."""
+
+from django.contrib import admin
+
+from access.requests.models import AccessRequest, RequestedVariant, ScreeningFlag
+from portal.admin_base import ReadOnlyInline, ReadOnlyModelAdmin
+
+
+class RequestedVariantInline(ReadOnlyInline):
+    model = RequestedVariant
+    fields = ["variant", "decision"]
+
+
+class ScreeningFlagInline(ReadOnlyInline):
+    model = ScreeningFlag
+    fields = ["code", "reason", "review_round", "created_at"]
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyModelAdmin):
+    list_display = ["reference", "applicant", "status", "organization_type", "country", "submitted_at", "assignee"]
+    list_filter = ["status", "organization_type"]
+    search_fields = ["reference", "applicant__email", "full_name", "affiliation"]
+    list_select_related = ["applicant", "assignee"]
+    date_hierarchy = "submitted_at"
+    inlines = [RequestedVariantInline, ScreeningFlagInline]

@@ -1,0 +1,75 @@
+"""Screening on submission: the flags reviewers see (free-mail domain, embargoed country, possible
+duplicate, previously revoked, short use case), never shown to the applicant.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q
+
+from access.grants.models import Grant, GrantStatus
+from access.requests.models import AccessRequest, RequestStatus, ScreeningFlag, ScreeningFlagCode
+
+
+def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFlag]:
+    """Raise the screening flags: shown to reviewers, never to the applicant."""
+    applicant = access_request.applicant
+    flags: list[tuple[str, str]] = []
+    domain = applicant.email.rsplit("@", 1)[-1].lower()
+    if domain in {d.lower() for d in settings.SCREENING_FREE_MAIL_DOMAINS}:
+        flags.append((ScreeningFlagCode.FREE_MAIL_DOMAIN, f"Applies with a free-mail address (@{domain})."))
+    if access_request.country.code in settings.SCREENING_EMBARGOED_COUNTRIES:
+        flags.append(
+            (ScreeningFlagCode.EMBARGOED_COUNTRY, f"Country {access_request.country.name} is on the embargo list.")
+        )
+    same_person = (
+        AccessRequest.objects.filter(
+            full_name__iexact=access_request.full_name, affiliation__iexact=access_request.affiliation
+        )
+        .exclude(applicant=applicant)
+        .select_related("applicant")
+        .first()
+    )
+    if same_person is not None:
+        flags.append(
+            (
+                ScreeningFlagCode.POSSIBLE_DUPLICATE,
+                f"Same name and affiliation as {same_person.applicant.email} ({same_person.reference}).",
+            )
+        )
+    if access_request.submit_ip:
+        revoked_users = Grant.objects.filter(status=GrantStatus.REVOKED).values("user_id")
+        same_ip = (
+            AccessRequest.objects.filter(submit_ip=access_request.submit_ip)
+            .filter(Q(status=RequestStatus.REJECTED) | Q(applicant_id__in=revoked_users))
+            .exclude(applicant=applicant)
+            .select_related("applicant")
+            .first()
+        )
+        if same_ip is not None:
+            flags.append(
+                (
+                    ScreeningFlagCode.POSSIBLE_DUPLICATE,
+                    f"Same IP address as {same_ip.applicant.email} ({same_ip.reference}), "
+                    "who was rejected or had access revoked.",
+                )
+            )
+    revoked = Grant.objects.filter(user=applicant, status=GrantStatus.REVOKED).select_related("variant").first()
+    if revoked is not None:
+        flags.append(
+            (ScreeningFlagCode.PREVIOUSLY_REVOKED, f"Access to {revoked.variant.name} was revoked before.")
+        )
+    if len(access_request.use_case) < settings.SCREENING_SHORT_USE_CASE_CHARS:
+        flags.append(
+            (
+                ScreeningFlagCode.SHORT_USE_CASE,
+                f"The use case has {len(access_request.use_case)} characters "
+                f"(flagged below {settings.SCREENING_SHORT_USE_CASE_CHARS}).",
+            )
+        )
+    created = ScreeningFlag.objects.bulk_create(
+        ScreeningFlag(request=access_request, code=code, reason=reason, review_round=access_request.review_round)
+        for code, reason in flags
+    )
+    # No audit event of its own: the submit or resubmit that screened records the flags.
+    return created

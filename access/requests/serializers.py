@@ -1,0 +1,189 @@
+"""Serializers of the access-workflow API (docs/api.md: access requests, review, grants).
+
+Inputs only check shapes and turn ids, slugs and emails into rows; the rules
+(use-case length, link format, one open request per variant, who may decide)
+stay in the services, so the web form and the API answer alike.
+"""
+
+from __future__ import annotations
+
+from django_countries import countries
+from rest_framework import serializers
+
+from access.catalog.models import LicenseVersion, ModelVariant
+from access.requests.application import EDITABLE_FIELDS, ApplicationData
+from access.requests.models import AccessRequest, OrganizationType, RequestMessage, RequestStatus, VariantDecision
+from access.requests.selectors import estimated_decision_at, queue_position, request_history
+
+UNKNOWN_VARIANT_MESSAGE = "No model named “{value}”. GET /api/v1/models lists the models you can request."
+
+
+UNKNOWN_LICENSE_MESSAGE = "No license with id {pk_value}. GET /api/v1/models/{{slug}} shows the license in force."
+
+
+def _variant_slugs_field(*, listed_only: bool = True, **kwargs) -> serializers.ManyRelatedField:
+    # Applicants pick among listed models; reviewers may name any requested one, even if unlisted since.
+    variants = ModelVariant.objects.filter(is_listed=True) if listed_only else ModelVariant.objects.all()
+    return serializers.SlugRelatedField(
+        many=True,
+        slug_field="slug",
+        queryset=variants,
+        error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE},
+        **kwargs,
+    )
+
+
+class ApplicationSerializer(serializers.Serializer):
+    """The application fields, shared by submitting and editing."""
+
+    full_name = serializers.CharField(max_length=200, help_text="Full legal name.")
+    affiliation = serializers.CharField(max_length=300)
+    organization_type = serializers.ChoiceField(choices=OrganizationType.choices)
+    position = serializers.CharField(max_length=200)
+    country = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. DE.")
+    use_case = serializers.CharField(help_text="What you will study and why it needs the weights.")
+    publications = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=500),
+        required=False,
+        default=list,
+        help_text="Links to publications or a profile page (http or https).",
+    )
+
+    def validate_country(self, value: str) -> str:
+        code = value.strip().upper()
+        if code not in countries:
+            raise serializers.ValidationError("Give the ISO 3166-1 alpha-2 code of a country, e.g. DE or US.")
+        return code
+
+
+def application_data(values: dict, current: AccessRequest | None = None) -> ApplicationData:
+    """The values given, with the request's current ones for the fields left out (PATCH)."""
+    merged = {}
+    for field in EDITABLE_FIELDS:
+        if field in values:
+            merged[field] = values[field]
+        elif current is not None:
+            merged[field] = current.country.code if field == "country" else getattr(current, field)
+    return ApplicationData(**merged)
+
+
+class AccessRequestCreateSerializer(ApplicationSerializer):
+    variants = _variant_slugs_field(help_text="Slugs of the models requested, of one family.")
+    license_id = serializers.PrimaryKeyRelatedField(
+        queryset=LicenseVersion.objects.all(),
+        error_messages={"does_not_exist": UNKNOWN_LICENSE_MESSAGE},
+        help_text="Id of the license version you read and agree to.",
+    )
+
+
+class AccessRequestEditSerializer(ApplicationSerializer):
+    """PATCH: any subset of the application fields."""
+
+    def validate(self, attrs):
+        fixed = sorted({"variants", "license_id"} & set(self.initial_data))
+        if fixed:
+            raise serializers.ValidationError(
+                {
+                    name: ["This cannot be changed on a submitted request; withdraw it and apply again."]
+                    for name in fixed
+                }
+            )
+        if not attrs:
+            raise serializers.ValidationError(f"Send at least one field to change: {', '.join(EDITABLE_FIELDS)}.")
+        return attrs
+
+
+class ResubmitSerializer(serializers.Serializer):
+    message = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Optional reply to the reviewers."
+    )
+
+
+class VariantDecisionSerializer(serializers.Serializer):
+    variant = serializers.CharField(source="variant.slug")
+    decision = serializers.ChoiceField(choices=VariantDecision.choices)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    """A message of the thread as the applicant sees it: who wrote it by role, never by email."""
+
+    author_role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RequestMessage
+        fields = ["kind", "text", "created_at", "author_role"]
+
+    def get_author_role(self, message) -> serializers.ChoiceField(choices=["applicant", "reviewer", "portal"]):  # type: ignore[valid-type]
+        if message.author_id is None:
+            return "portal"  # decided by a policy
+        return "applicant" if message.author_id == message.request.applicant_id else "reviewer"
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    action = serializers.CharField()
+    label = serializers.CharField()
+
+
+class AccessRequestSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=RequestStatus.choices)
+    variants = serializers.SerializerMethodField()
+    variant_decisions = serializers.SerializerMethodField()
+    country = serializers.CharField(source="country.code")
+    license_id = serializers.IntegerField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "reference",
+            "status",
+            "variants",
+            "variant_decisions",
+            "created_at",
+            "submitted_at",
+            "decided_at",
+            "full_name",
+            "affiliation",
+            "organization_type",
+            "position",
+            "country",
+            "use_case",
+            "publications",
+            "license_id",
+            "rejection_reason",
+        ]
+        read_only_fields = fields
+
+    def get_variants(self, access_request) -> list[str]:
+        return [rv.variant.slug for rv in access_request.requested_variants.all()]
+
+    def get_variant_decisions(self, access_request) -> VariantDecisionSerializer(many=True):  # type: ignore[valid-type]
+        return VariantDecisionSerializer(access_request.requested_variants.all(), many=True).data
+
+
+class AccessRequestDetailSerializer(AccessRequestSerializer):
+    queue_position = serializers.SerializerMethodField()
+    estimated_decision_at = serializers.SerializerMethodField()
+    messages = MessageSerializer(many=True)
+    history = serializers.SerializerMethodField()
+
+    class Meta(AccessRequestSerializer.Meta):
+        fields = [
+            *AccessRequestSerializer.Meta.fields,
+            "queue_position",
+            "estimated_decision_at",
+            "messages",
+            "history",
+        ]
+        read_only_fields = fields
+
+    def get_queue_position(self, access_request) -> int | None:
+        return queue_position(access_request)
+
+    def get_estimated_decision_at(self, access_request) -> serializers.DateTimeField(allow_null=True):  # type: ignore[valid-type]
+        estimate = estimated_decision_at(access_request)
+        return serializers.DateTimeField().to_representation(estimate) if estimate else None
+
+    def get_history(self, access_request) -> HistoryEntrySerializer(many=True):  # type: ignore[valid-type]
+        return HistoryEntrySerializer(request_history(access_request), many=True).data

@@ -1,0 +1,336 @@
+"""The reviewers' side: claim and assign, notes, decisions (approve per variant,
+reject with a reason, request more information), the two-person rule, bulk
+decisions and the policies that decide automatically."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from access.audit.services import audit_event_record
+from access.catalog.models import ModelVariant
+from access.grants.models import Grant, GrantStatus
+from access.grants.services import grant_create
+from access.requests.application import text_length_check
+from access.requests.models import (
+    QUEUE_STATUSES,
+    AccessRequest,
+    MessageKind,
+    RequestMessage,
+    RequestStatus,
+    VariantDecision,
+)
+from access.review import tasks
+from access.review.approvals import approvals_by_variant, pending_variants
+from access.review.models import DecisionKind, ReviewDecision, ReviewNote
+from portal.errors import StateConflict
+from portal.models import User
+
+
+def reviewer_can_review(user) -> bool:
+    return user.is_authenticated and user.has_perm("access.review_access")
+
+
+def _require_reviewer(reviewer: User, access_request: AccessRequest) -> None:
+    if not reviewer_can_review(reviewer):
+        raise PermissionDenied("Only reviewers can do this.")
+    if access_request.applicant_id == reviewer.pk:
+        raise PermissionDenied("You cannot review your own request; another reviewer must decide it.")
+
+
+def _locked(access_request: AccessRequest) -> AccessRequest:
+    return AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+
+
+def _require_decidable(access_request: AccessRequest) -> None:
+    if not access_request.is_open:
+        raise StateConflict(
+            f"{access_request.reference} is already {access_request.get_status_display().lower()}.",
+            code="already_decided",
+        )
+
+
+@transaction.atomic
+def access_request_claim(*, access_request: AccessRequest, reviewer: User, assignee: User | None = None, request=None):
+    """Take a request (or hand it to another reviewer); a submitted one moves to in_review."""
+    access_request = _locked(access_request)
+    _require_reviewer(reviewer, access_request)
+    _require_decidable(access_request)
+    assignee = assignee or reviewer
+    if not reviewer_can_review(assignee):
+        raise ValidationError({"assignee": [f"{assignee.email} is not a reviewer."]})
+    if assignee.pk == access_request.applicant_id:
+        raise ValidationError({"assignee": ["The applicant cannot review their own request."]})
+    previous = access_request.assignee
+    access_request.assignee = assignee
+    fields = ["assignee", "updated_at"]
+    if access_request.status == RequestStatus.SUBMITTED:
+        access_request.status = RequestStatus.IN_REVIEW
+        fields.append("status")
+    access_request.save(update_fields=fields)
+    audit_event_record(
+        action="access_request.assigned",
+        actor=reviewer,
+        target=access_request,
+        request=request,
+        details={"assignee": assignee.email, "previous": previous.email if previous else None},
+    )
+    return access_request
+
+
+@transaction.atomic
+def access_request_note_add(*, access_request: AccessRequest, author: User, text: str, request=None) -> ReviewNote:
+    _require_reviewer(author, access_request)
+    if not text.strip():
+        raise ValidationError({"text": ["Write the note first."]})
+    text_length_check(field="text", text=text)
+    note = ReviewNote(request=access_request, author=author, text=text.strip())
+    note.full_clean()
+    note.save()
+    # The note's text stays out of the audit log: the log is wider-read than notes are.
+    audit_event_record(action="access_request.note_added", actor=author, target=access_request, request=request)
+    return note
+
+
+def decision_record(*, access_request, reviewer, kind, reason="", variants=(), policy_rule="") -> ReviewDecision:
+    decision = ReviewDecision.objects.create(
+        request=access_request,
+        reviewer=reviewer,
+        policy_rule=policy_rule,
+        kind=kind,
+        reason=reason,
+        review_round=access_request.review_round,
+    )
+    if variants:
+        decision.variants.set(variants)
+    return decision
+
+
+@transaction.atomic
+def access_request_approve(
+    *,
+    access_request: AccessRequest,
+    reviewer: User | None,
+    variants: list[ModelVariant] | None = None,
+    expires_at: dt.datetime | None = None,
+    policy_rule: str = "",
+    request=None,
+) -> AccessRequest:
+    """Approve all or some of the pending variants.
+
+    Variants left out are declined. A variant is granted once ``approvals_required``
+    different reviewers approved it in this round; until every approved variant
+    has its approvals, the request stays in review (two-person rule).
+    """
+    access_request = _locked(access_request)
+    if reviewer is not None:
+        _require_reviewer(reviewer, access_request)
+    _require_decidable(access_request)
+    pending = pending_variants(access_request)
+    chosen = pending if variants is None else list(dict.fromkeys(variants))
+    unknown = [v.slug for v in chosen if v not in pending]
+    if unknown:
+        raise ValidationError(
+            {"variants": [f"Not pending in this request: {', '.join(unknown)}. Approve among the requested models."]}
+        )
+    if not chosen:
+        raise ValidationError({"variants": ["Approve at least one model, or reject the request instead."]})
+    if Grant.objects.filter(
+        user_id=access_request.applicant_id, status=GrantStatus.REVOKED, blocks_new_requests=True
+    ).exists():
+        raise StateConflict(
+            "The applicant's access was revoked with new requests blocked; reject this request instead.",
+            code="applicant_blocked",
+        )
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["The end date of the grant must be in the future."]})
+    if reviewer is not None and access_request.decisions.filter(
+        kind=DecisionKind.APPROVE, review_round=access_request.review_round, reviewer=reviewer
+    ).exists():
+        raise StateConflict(
+            "You have already approved this request; the two-person rule needs a different reviewer.",
+            code="already_approved_by_you",
+        )
+
+    declined = [v for v in pending if v not in chosen]
+    if declined:
+        access_request.requested_variants.filter(variant__in=declined).update(decision=VariantDecision.DECLINED)
+    decision_record(
+        access_request=access_request,
+        reviewer=reviewer,
+        kind=DecisionKind.APPROVE,
+        variants=chosen,
+        policy_rule=policy_rule,
+    )
+    if expires_at is not None:
+        access_request.grant_expires_at = expires_at
+    counts = approvals_by_variant(access_request)
+    waiting = [v for v in chosen if counts.get(v.pk, 0) < v.approvals_required]
+    details = {
+        "approved": [v.slug for v in chosen],
+        "declined": [v.slug for v in declined],
+        "round": access_request.review_round,
+    }
+    if policy_rule:
+        details["policy"] = policy_rule
+    if waiting:
+        access_request.status = RequestStatus.IN_REVIEW
+        access_request.save(update_fields=["status", "grant_expires_at", "updated_at"])
+        details["waiting_for_second_approval"] = [v.slug for v in waiting]
+        audit_event_record(
+            action="access_request.approval_recorded",
+            actor=reviewer,
+            target=access_request,
+            request=request,
+            details=details,
+        )
+        return access_request
+
+    access_request.requested_variants.filter(variant__in=chosen).update(decision=VariantDecision.APPROVED)
+    access_request.status = RequestStatus.APPROVED
+    access_request.decided_at = timezone.now()
+    access_request.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
+    names = ", ".join(v.name for v in chosen)
+    RequestMessage.objects.create(
+        request=access_request,
+        author=reviewer,
+        kind=MessageKind.DECISION,
+        text=f"Approved: {names}. Accept the license to start downloading."
+        + (f" Not approved: {', '.join(v.name for v in declined)}." if declined else ""),
+    )
+    audit_event_record(
+        action="access_request.approved", actor=reviewer, target=access_request, request=request, details=details
+    )
+    for variant in chosen:
+        grant_create(
+            user=access_request.applicant,
+            variant=variant,
+            actor=reviewer,
+            access_request=access_request,
+            expires_at=access_request.grant_expires_at,
+            request=request,
+        )
+    _notify_decision(access_request)
+    return access_request
+
+
+@transaction.atomic
+def access_request_reject(
+    *, access_request: AccessRequest, reviewer: User | None, reason: str, policy_rule: str = "", request=None
+) -> AccessRequest:
+    access_request = _locked(access_request)
+    if reviewer is not None:
+        _require_reviewer(reviewer, access_request)
+    _require_decidable(access_request)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Give the reason; the applicant will read it."]})
+    text_length_check(field="reason", text=reason)
+    access_request.requested_variants.filter(decision=VariantDecision.PENDING).update(
+        decision=VariantDecision.DECLINED
+    )
+    decision_record(
+        access_request=access_request,
+        reviewer=reviewer,
+        kind=DecisionKind.REJECT,
+        reason=reason,
+        policy_rule=policy_rule,
+    )
+    access_request.status = RequestStatus.REJECTED
+    access_request.rejection_reason = reason
+    access_request.decided_at = timezone.now()
+    access_request.save(update_fields=["status", "rejection_reason", "decided_at", "updated_at"])
+    RequestMessage.objects.create(request=access_request, author=reviewer, kind=MessageKind.DECISION, text=reason)
+    details = {"reason": reason}
+    if policy_rule:
+        details["policy"] = policy_rule
+    audit_event_record(
+        action="access_request.rejected", actor=reviewer, target=access_request, request=request, details=details
+    )
+    _notify_decision(access_request)
+    return access_request
+
+
+@transaction.atomic
+def access_request_request_info(
+    *, access_request: AccessRequest, reviewer: User, message: str, request=None
+) -> AccessRequest:
+    access_request = _locked(access_request)
+    _require_reviewer(reviewer, access_request)
+    if access_request.status not in QUEUE_STATUSES:
+        raise StateConflict(
+            f"{access_request.reference} is {access_request.get_status_display().lower()}; "
+            "more information can be asked only of a request in the queue.",
+            code="not_in_queue",
+        )
+    message = (message or "").strip()
+    if not message:
+        raise ValidationError({"reason": ["Say what information you need; the applicant will read it."]})
+    text_length_check(field="reason", text=message)
+    decision_record(
+        access_request=access_request, reviewer=reviewer, kind=DecisionKind.REQUEST_INFO, reason=message
+    )
+    access_request.status = RequestStatus.INFO_REQUESTED
+    access_request.save(update_fields=["status", "updated_at"])
+    RequestMessage.objects.create(
+        request=access_request, author=reviewer, kind=MessageKind.INFO_REQUEST, text=message
+    )
+    audit_event_record(
+        action="access_request.info_requested", actor=reviewer, target=access_request, request=request
+    )
+    transaction.on_commit(lambda: tasks.notify_info_requested.delay(access_request.pk))
+    return access_request
+
+
+def access_request_decide(
+    *,
+    access_request: AccessRequest,
+    reviewer: User,
+    decision: str,
+    reason: str = "",
+    variants: list[ModelVariant] | None = None,
+    expires_at: dt.datetime | None = None,
+    request=None,
+) -> AccessRequest:
+    """One entry point for the API's ``decision`` field."""
+    if decision == DecisionKind.APPROVE:
+        return access_request_approve(
+            access_request=access_request, reviewer=reviewer, variants=variants, expires_at=expires_at, request=request
+        )
+    if decision == DecisionKind.REJECT:
+        return access_request_reject(access_request=access_request, reviewer=reviewer, reason=reason, request=request)
+    if decision == DecisionKind.REQUEST_INFO:
+        return access_request_request_info(
+            access_request=access_request, reviewer=reviewer, message=reason, request=request
+        )
+    raise ValidationError({"decision": ["Choose approve, reject or request_info."]})
+
+
+def access_requests_bulk_decide(
+    *, access_requests: list[AccessRequest], reviewer: User, decision: str, reason: str = "", request=None
+) -> tuple[list[AccessRequest], dict[str, str]]:
+    """Approve or reject many requests with one reason. Each request is its own
+    transaction: one that cannot be decided (own request, already decided) is
+    reported and the others go through."""
+    if decision not in (DecisionKind.APPROVE, DecisionKind.REJECT):
+        raise ValidationError({"decision": ["Bulk decisions are approve or reject."]})
+    done, failed = [], {}
+    for access_request in access_requests:
+        try:
+            done.append(
+                access_request_decide(
+                    access_request=access_request, reviewer=reviewer, decision=decision, reason=reason, request=request
+                )
+            )
+        except (ValidationError, PermissionDenied, StateConflict) as exc:
+            failed[access_request.reference] = getattr(exc, "message", None) or "; ".join(
+                getattr(exc, "messages", [str(exc)])
+            )
+    return done, failed
+
+
+def _notify_decision(access_request: AccessRequest) -> None:
+    transaction.on_commit(lambda: tasks.notify_decision.delay(access_request.pk))

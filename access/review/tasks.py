@@ -1,0 +1,74 @@
+"""The reviewers' Celery tasks: decision and information-request emails, and the daily digest."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from access.notifications.services import (
+    EMAIL_TASK_OPTIONS,
+    absolute_url,
+    email_send,
+    request_status_url,
+    reviewer_emails,
+)
+from access.requests.models import RequestStatus
+from access.requests.selectors import access_request_for_email
+from access.review.selectors import review_queue
+
+
+@shared_task(name="access.notify_info_requested", **EMAIL_TASK_OPTIONS)
+def notify_info_requested(request_id: int) -> None:
+    access_request = access_request_for_email(request_id)
+    if access_request is None:
+        return
+    message = access_request.messages.order_by("-created_at", "-id").first()
+    email_send(
+        to=[access_request.applicant.email],
+        template="info_requested",
+        context={"request": access_request, "message": message, "url": request_status_url(access_request)},
+    )
+
+
+@shared_task(name="access.notify_decision", **EMAIL_TASK_OPTIONS)
+def notify_decision(request_id: int) -> None:
+    access_request = access_request_for_email(request_id)
+    if access_request is None:
+        return
+    from django.urls import reverse
+
+    email_send(
+        to=[access_request.applicant.email],
+        template="decision",
+        context={
+            "request": access_request,
+            "approved": access_request.status == RequestStatus.APPROVED,
+            "variants": [rv for rv in access_request.requested_variants.select_related("variant")],
+            "url": request_status_url(access_request),
+            "grants_url": absolute_url(reverse("grants")),
+        },
+    )
+
+
+@shared_task(name="access.reviewer_digest_send", ignore_result=True, soft_time_limit=120, time_limit=180)
+def reviewer_digest_send() -> int:
+    """Daily summary for reviewers when REVIEWER_NOTIFICATIONS is 'digest'."""
+    if settings.REVIEWER_NOTIFICATIONS != "digest":
+        return 0
+    since = timezone.now() - dt.timedelta(days=1)
+    waiting = review_queue()
+    new = [r for r in waiting.filter(submitted_at__gte=since)]
+    total = waiting.count()
+    if not total:
+        return 0
+    from django.urls import reverse
+
+    return email_send(
+        to=[],
+        bcc=reviewer_emails(),
+        template="reviewer_digest",
+        context={"new": new, "total": total, "oldest": waiting.first(), "url": absolute_url(reverse("review-queue"))},
+    )

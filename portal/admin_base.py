@@ -1,0 +1,65 @@
+"""Base classes for every app's admin pages: saves that write audit events, and read-only pages."""
+
+from django.contrib import admin
+
+from access.audit.services import audit_event_record
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Admin edits are state changes too: each save writes an audit event in the
+    admin's own transaction."""
+
+    audit_action_prefix = ""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_event_record(
+            action=f"{self.audit_action_prefix}.{'changed' if change else 'created'}",
+            actor=request.user,
+            target=obj,
+            request=request,
+            details={"fields": sorted(form.changed_data)},
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        # Catalog rows are referenced by requests, grants and the audit log: unlist, never delete.
+        return False
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """For rows whose state changes only through services (which check the rules and
+    write the audit events): the admin shows them and never adds, edits or deletes."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        # Part of the request: whoever may read the request reads these with it.
+        return request.user.has_perm("access.view_accessrequest")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
