@@ -26,10 +26,13 @@ migrate: install
 run: migrate
 	$(PY) manage.py run_local
 
-test: install
+test: check
 	$(PY) -m pytest
 
+# The layout's import rules (pyproject.toml [tool.importlinter]), Django's system checks, and no
+# model change without its migration. `make test` runs these first.
 check: install
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

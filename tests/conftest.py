@@ -2,6 +2,14 @@
 
 Personas (healthchecks style): a researcher who owns things, an outsider who must
 not see them, a reviewer and an admin who both log in with a TOTP code.
+
+Helpers every suite uses are fixtures that return the function they are named after:
+``login_with_password``, ``login_with_totp``, ``totp_enable``, ``totp_now``,
+``bearer_client`` (an API client with a new token of a user), ``active_grant_make``
+(an active grant, for the download tests and the browser's) and ``unavailable``
+(skip locally, fail in CI). Fixtures of one part of the suite live in the conftest.py
+of its folder (tests/access/conftest.py, tests/access/<domain>/conftest.py,
+tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -79,31 +87,95 @@ def _fresh_cache(settings):
     cache.clear()
 
 
-def totp_enable(user) -> str:
+def _totp_enable(user) -> str:
     """Give the user an authenticator app; returns its secret."""
     secret = generate_totp_secret()
     TOTP.activate(user, secret)
     return secret
 
 
-def totp_now(user) -> str:
+def _totp_now(user) -> str:
     authenticator = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
     return pyotp.TOTP(decrypt(authenticator.data["secret"])).now()
 
 
-def login_with_password(client, user, password: str = TEST_PASSWORD):
+def _login_with_password(client, user, password: str = TEST_PASSWORD):
     response = client.post("/accounts/login/", {"login": user.email, "password": password})
     assert response.status_code == 302, response.content[:500]
     return response
 
 
-def login_with_totp(client, user, password: str = TEST_PASSWORD):
+def _login_with_totp(client, user, password: str = TEST_PASSWORD):
     """The real two-step login: password, then a code from the authenticator app."""
-    response = login_with_password(client, user, password)
+    response = _login_with_password(client, user, password)
     assert response["Location"].startswith("/accounts/2fa/authenticate/"), response["Location"]
-    response = client.post("/accounts/2fa/authenticate/", {"code": totp_now(user)})
+    response = client.post("/accounts/2fa/authenticate/", {"code": _totp_now(user)})
     assert response.status_code == 302, response.content[:500]
     return response
+
+
+def _bearer_client(user, name: str = "test token") -> APIClient:
+    _, secret = api_token_create(user=user, name=name)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return api
+
+
+def _active_grant_make(*, user, variant, reviewer, **kwargs):
+    from access.catalog.selectors import license_current
+    from access.grants.services import grant_accept_license, grant_create
+
+    grant = grant_create(user=user, variant=variant, actor=reviewer, reason="Collaborator on the project.", **kwargs)
+    return grant_accept_license(grant=grant, user=user, license_version=license_current(variant.family))
+
+
+# --- Helpers as fixtures: each returns the function it is named after -----------------------------
+
+
+@pytest.fixture(scope="session")
+def unavailable():
+    """unavailable(item, reason): skip locally, fail in CI (for checks made outside ``_requirements``)."""
+    return _unavailable
+
+
+@pytest.fixture
+def totp_enable():
+    """totp_enable(user) gives the user an authenticator app and returns its secret."""
+    return _totp_enable
+
+
+@pytest.fixture
+def totp_now():
+    """totp_now(user): the current code of the user's authenticator app."""
+    return _totp_now
+
+
+@pytest.fixture
+def login_with_password():
+    """login_with_password(client, user, password=TEST_PASSWORD): the login form; asserts the redirect."""
+    return _login_with_password
+
+
+@pytest.fixture
+def login_with_totp():
+    """login_with_totp(client, user, password=TEST_PASSWORD): password, then a code from the app."""
+    return _login_with_totp
+
+
+@pytest.fixture
+def bearer_client():
+    """bearer_client(user, name="test token"): an APIClient that sends a new API token of the user."""
+    return _bearer_client
+
+
+@pytest.fixture
+def active_grant_make():
+    """active_grant_make(user=, variant=, reviewer=, **grant_create_kwargs): a grant made by hand whose
+    holder accepted the current license, so it is active (the download tests, browser ones too)."""
+    return _active_grant_make
+
+
+# --- Personas -------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -119,7 +191,7 @@ def outsider(db):
 @pytest.fixture
 def reviewer(db):
     user = UserFactory(email="rita.reviewer@lab.example.org", role=roles.REVIEWER)
-    totp_enable(user)
+    _totp_enable(user)
     return user
 
 
@@ -131,25 +203,25 @@ def reviewer_without_mfa(db):
 @pytest.fixture
 def admin_user(db):
     user = UserFactory(email="adam.admin@lab.example.org", role=roles.ADMIN)
-    totp_enable(user)
+    _totp_enable(user)
     return user
 
 
 @pytest.fixture
 def researcher_client(client, researcher):
-    login_with_password(client, researcher)
+    _login_with_password(client, researcher)
     return client
 
 
 @pytest.fixture
 def reviewer_client(client, reviewer):
-    login_with_totp(client, reviewer)
+    _login_with_totp(client, reviewer)
     return client
 
 
 @pytest.fixture
 def admin_user_client(client, admin_user):
-    login_with_totp(client, admin_user)
+    _login_with_totp(client, admin_user)
     return client
 
 
@@ -158,19 +230,11 @@ def api_client():
     return APIClient()
 
 
-def bearer_client(user, name: str = "test token") -> APIClient:
-    _, secret = api_token_create(user=user, name=name)
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return api
-
-
 @pytest.fixture
 def llama_catalog(db):
     from access.catalog.seed import catalog_seed_llama
 
     return catalog_seed_llama()
-
 
 
 @pytest.fixture(scope="session", autouse=True)

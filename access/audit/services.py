@@ -24,7 +24,7 @@ def request_client_ip(request: HttpRequest | None) -> str | None:
     trusted, else REMOTE_ADDR; REMOTE_ADDR as well when that address is missing or malformed.
 
     Written out rather than asking allauth's adapter, whose adapter and settings lookups were 15% of
-    a download link request's CPU time; tests/access/test_client_ip.py holds the two to the same
+    a download link request's CPU time; tests/access/audit/test_client_ip.py holds the two to the same
     answers."""
     if request is None:
         return None

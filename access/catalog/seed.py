@@ -16,20 +16,14 @@ from access.catalog.services import license_publish
 from access.review.seed import rejection_templates_seed
 
 SEED_DIR = Path(__file__).resolve().parent / "texts"
-
-
 LLAMA_LANGUAGES = [
     "bg", "ca", "cs", "da", "de", "en", "es", "fr", "hr", "hu",
     "it", "nl", "pl", "pt", "ro", "ru", "sl", "sr", "sv", "uk",
 ]  # fmt: skip
-
-
 LLAMA_LANGUAGE_NAMES = (
     "Bulgarian, Catalan, Czech, Danish, German, English, Spanish, French, Croatian, Hungarian, "
     "Italian, Dutch, Polish, Portuguese, Romanian, Russian, Slovenian, Serbian, Swedish and Ukrainian"
 )
-
-
 # Hyper-parameters as published in the LLaMA paper (Touvron et al., 2023, table 2).
 LLAMA_VARIANTS = [
     # slug, size, parameters, training tokens, dim, heads, layers, lr, shards, approvals, sandbox
@@ -38,8 +32,6 @@ LLAMA_VARIANTS = [
     ("llama-33b", "33B", 32_528_943_616, 1_400_000_000_000, 6656, 52, 60, "1.5e-4", 4, 1, False),
     ("llama-65b", "65B", 65_286_012_928, 1_400_000_000_000, 8192, 64, 80, "1.5e-4", 8, 2, False),
 ]
-
-
 # The local demo checkpoint made by make_tiny_llama: same architecture, tiny sizes.
 TINY_DEMO = {"dim": 64, "n_layers": 2, "n_heads": 4, "vocab_size": 512, "multiple_of": 32}
 

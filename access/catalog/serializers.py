@@ -41,3 +41,19 @@ class ModelVariantDetailSerializer(ModelVariantSerializer):
     def get_license(self, variant) -> LicenseRefSerializer(allow_null=True):  # type: ignore[valid-type]
         current = self.context["licenses"].get(variant.family_id)
         return LicenseRefSerializer(current).data if current else None
+
+
+UNKNOWN_VARIANT_MESSAGE = "No model named “{value}”. GET /api/v1/models lists the models you can request."
+UNKNOWN_LICENSE_MESSAGE = "No license with id {pk_value}. GET /api/v1/models/{{slug}} shows the license in force."
+
+
+def variant_slugs_field(*, listed_only: bool = True, **kwargs) -> serializers.ManyRelatedField:
+    # Applicants pick among listed models; reviewers may name any requested one, even if unlisted since.
+    variants = ModelVariant.objects.filter(is_listed=True) if listed_only else ModelVariant.objects.all()
+    return serializers.SlugRelatedField(
+        many=True,
+        slug_field="slug",
+        queryset=variants,
+        error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE},
+        **kwargs,
+    )

@@ -1,17 +1,7 @@
-"""Download bundles and links: creating them, checking a gateway request against
-them, logging every request, and the leak rule.
-
-A link's URL carries ``Signer(salt=...)`` around the link's random ``public_id``:
-unguessable (128 random bits), and a token made up from a copy of the database
-alone does not verify, because the signature needs the site's secret key. A token
-whose signature fails is refused before any query.
-
-Counting: a request that starts a file at byte 0 uses one of the link's downloads,
-taken by one guarded UPDATE (``downloads_used < max_downloads``), so concurrent
-first requests can never use more than the link allows. A resume (a Range that
-starts later in the file) is free once the link has been used. On a link never
-used it counts as a start instead of being refused: a researcher whose links
-expired mid-file creates new ones and resumes the partial file with them.
+"""Download bundles: one signed link per published file of a grant's variant, made on request
+by the grant's holder (``bundle_create``, which retires the previous bundle), shown as files with
+checksums and URLs, and suspended and lifted (``bundle_suspend``, ``bundle_unsuspend``).
+Counting a link's downloads is the gateway's (``access.distribution.gateway.counting``).
 """
 
 from __future__ import annotations

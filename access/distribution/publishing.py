@@ -29,21 +29,11 @@ from access.distribution.models import DownloadEvent, WeightFile
 from access.distribution.storage import CHUNK_BYTES, StorageError, weight_storage
 
 CHECKLIST = "checklist.chk"
-
-
 PARAMS = "params.json"
-
-
 TOKENIZER = "tokenizer.model"
-
-
 SHARD_PATTERN = re.compile(r"consolidated\.(\d{2})\.pth")
-
-
 # File names end up in storage keys, URLs and download.sh: keep them plain.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-
-
 # progress_factory(file_name, size_in_bytes) -> a context manager whose value has .update(n_bytes)
 # (and optionally .reset()), e.g. a tqdm bar.
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager]
@@ -288,8 +278,6 @@ def _objects_delete(storage, keys: list[str]) -> None:
 
 
 DEMO_VARIANT_SLUG = "llama-demo-tiny"
-
-
 DEMO_SHARDS = 2  # more than one, so the demo shows how multi-shard checkpoints download
 
 

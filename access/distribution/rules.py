@@ -28,8 +28,6 @@ class DownloadOutcome:
 
 
 ALLOWED = DownloadOutcome("allowed", 200)
-
-
 UNKNOWN = DownloadOutcome(
     "unknown", 404, "This download link is not valid. Copy the whole link, or create new links on {grants}."
 )

@@ -23,14 +23,8 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 
 CHUNK_BYTES = 8 << 20
-
-
 PRESIGNED_REUSE_SECONDS = 60
-
-
 PRESIGNED_CACHE_SIZE = 10_000
-
-
 Progress = Callable[[int], object]
 
 

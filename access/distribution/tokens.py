@@ -15,11 +15,7 @@ from access.distribution.models import DownloadBundle, DownloadLink
 from access.notifications.services import absolute_url
 
 LINK_TOKEN_SALT = "access.downloads.link"
-
-
 BUNDLE_TOKEN_SALT = "access.downloads.bundle"
-
-
 _TOKEN_SEP = "."  # not ":" so tokens need no escaping in shells or URLs
 
 

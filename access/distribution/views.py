@@ -28,6 +28,11 @@ from access.grants.selectors import grant_get_for_holder, grant_get_for_manager
 from access.review.permissions import reviewer_page
 from portal.errors import StateConflict
 
+EVENTS_PAGE_SIZE = 100
+
+
+# --- The holder's downloads page -------------------------------------------------------------
+
 
 @login_required
 @require_GET
@@ -78,7 +83,7 @@ def grant_downloads_create(request, pk: int):
     return redirect("grant-downloads", grant.pk)
 
 
-EVENTS_PAGE_SIZE = 100
+# --- The reviewers' download log -------------------------------------------------------------
 
 
 def _bundle_state(bundle, now) -> str:

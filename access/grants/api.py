@@ -36,10 +36,11 @@ from portal.api.schema import error_responses
 GRANTS_TAG = "grants"
 # Grants managed by reviewers are listed with the reviewers' other endpoints in the API docs.
 REVIEW_TAG = "review"
-
-
 _HOLDER_MISSING = "You have no grant with this id. GET /api/v1/grants lists yours."
 _MANAGER_MISSING = "No grant with this id. GET /api/v1/review/grants lists them."
+
+
+# --- The holder's ----------------------------------------------------------------------------
 
 
 class GrantListApi(generics.ListAPIView):
@@ -73,6 +74,9 @@ class GrantAcceptLicenseApi(APIView):
             grant=grant, user=request.user, license_version=serializer.validated_data["license_id"], request=request
         )
         return Response(GrantSerializer(grant_get_for_holder(request.user, pk, missing=_HOLDER_MISSING)).data)
+
+
+# --- The reviewers' --------------------------------------------------------------------------
 
 
 class IsGrantManager(IsReviewer):

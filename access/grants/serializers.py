@@ -6,9 +6,9 @@ from django.utils.dateparse import parse_date
 from rest_framework import serializers
 
 from access.catalog.models import LicenseVersion, ModelVariant
+from access.catalog.serializers import UNKNOWN_LICENSE_MESSAGE, UNKNOWN_VARIANT_MESSAGE
 from access.grants.models import Grant, GrantStatus
 from access.grants.services import end_of_day_after
-from access.requests.serializers import UNKNOWN_LICENSE_MESSAGE, UNKNOWN_VARIANT_MESSAGE
 from portal.models import User
 
 

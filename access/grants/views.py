@@ -30,6 +30,12 @@ from access.review.permissions import reviewer_page
 from portal.errors import StateConflict
 from portal.pages import service_errors_to_form, with_query
 
+GRANTS_PAGE_SIZE = 50
+GRANT_ACTIONS = ("revoke", "suspend", "reinstate")
+
+
+# --- The holder's pages ----------------------------------------------------------------------
+
 
 @login_required
 @require_http_methods(["GET"])
@@ -73,10 +79,7 @@ def grant_license(request, pk: int):
     return redirect("grants")
 
 
-GRANTS_PAGE_SIZE = 50
-
-
-GRANT_ACTIONS = ("revoke", "suspend", "reinstate")
+# --- The reviewers' grant pages --------------------------------------------------------------
 
 
 def _require_grant_manager(request) -> None:

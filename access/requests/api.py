@@ -1,10 +1,9 @@
-"""The applicant's API (docs/api.md "Access requests" and "Grants"): apply, follow,
-edit while more information is asked for, resubmit, withdraw; list grants and
-accept their license.
+"""The applicant's API (docs/api.md, "Access requests"): apply, follow, edit while more
+information is asked for, resubmit, withdraw.
 
-Every view first looks the object up among the caller's own (another user's
-request or grant answers 404, like a missing one), validates with a serializer,
-calls one service and answers with a serializer's data.
+Every view first looks the request up among the caller's own (another user's answers 404, like
+a missing one), validates with a serializer, calls one service and answers with a serializer's
+data.
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ from access.requests.services import (
 from portal.api.schema import error_responses
 
 REQUESTS_TAG = "access requests"
-
-
 _MISSING = "You have no access request with this id. GET /api/v1/access-requests lists yours."
 
 

@@ -49,8 +49,6 @@ class RequestStatus(models.TextChoices):
 
 
 OPEN_REQUEST_STATUSES = (RequestStatus.SUBMITTED, RequestStatus.IN_REVIEW, RequestStatus.INFO_REQUESTED)
-
-
 QUEUE_STATUSES = (RequestStatus.SUBMITTED, RequestStatus.IN_REVIEW)
 
 

@@ -1,8 +1,9 @@
-"""Serializers of the access-workflow API (docs/api.md: access requests, review, grants).
+"""The applicant's API shapes (docs/api.md, "Access requests"): the application, a request and
+its detail (queue position, estimate, messages, history).
 
-Inputs only check shapes and turn ids, slugs and emails into rows; the rules
-(use-case length, link format, one open request per variant, who may decide)
-stay in the services, so the web form and the API answer alike.
+Inputs only check shapes and turn ids and slugs into rows; the rules (use-case length, link
+format, one open request per variant) stay in the services, so the web form and the API answer
+alike.
 """
 
 from __future__ import annotations
@@ -10,27 +11,11 @@ from __future__ import annotations
 from django_countries import countries
 from rest_framework import serializers
 
-from access.catalog.models import LicenseVersion, ModelVariant
+from access.catalog.models import LicenseVersion
+from access.catalog.serializers import UNKNOWN_LICENSE_MESSAGE, variant_slugs_field
 from access.requests.application import EDITABLE_FIELDS, ApplicationData
 from access.requests.models import AccessRequest, OrganizationType, RequestMessage, RequestStatus, VariantDecision
 from access.requests.selectors import estimated_decision_at, queue_position, request_history
-
-UNKNOWN_VARIANT_MESSAGE = "No model named “{value}”. GET /api/v1/models lists the models you can request."
-
-
-UNKNOWN_LICENSE_MESSAGE = "No license with id {pk_value}. GET /api/v1/models/{{slug}} shows the license in force."
-
-
-def _variant_slugs_field(*, listed_only: bool = True, **kwargs) -> serializers.ManyRelatedField:
-    # Applicants pick among listed models; reviewers may name any requested one, even if unlisted since.
-    variants = ModelVariant.objects.filter(is_listed=True) if listed_only else ModelVariant.objects.all()
-    return serializers.SlugRelatedField(
-        many=True,
-        slug_field="slug",
-        queryset=variants,
-        error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE},
-        **kwargs,
-    )
 
 
 class ApplicationSerializer(serializers.Serializer):
@@ -68,7 +53,7 @@ def application_data(values: dict, current: AccessRequest | None = None) -> Appl
 
 
 class AccessRequestCreateSerializer(ApplicationSerializer):
-    variants = _variant_slugs_field(help_text="Slugs of the models requested, of one family.")
+    variants = variant_slugs_field(help_text="Slugs of the models requested, of one family.")
     license_id = serializers.PrimaryKeyRelatedField(
         queryset=LicenseVersion.objects.all(),
         error_messages={"does_not_exist": UNKNOWN_LICENSE_MESSAGE},

@@ -1,5 +1,6 @@
-"""Celery tasks of the access workflow. Thin: they take ids, load rows, call a
-service or send an email. Enqueued by services only after their transaction commits."""
+"""The applicant's emails, as Celery tasks: request received (and, when reviewers want them at
+once, the new-request and resubmission notices to reviewers). Thin: they take ids, load rows and
+send; services enqueue them only after their transaction commits."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The applicant's pages: apply, follow a request (status, thread, history),
-edit and resubmit it, withdraw it, see one's grants and accept the license.
+"""The applicant's pages: apply, follow a request (status, thread, history), edit and resubmit
+it, withdraw it.
 
-Each view looks its object up through the owner-only helper on its first line,
+Each view looks its object up with ``access_request_get_for_applicant`` on its first line,
 validates with a form, calls one service and renders or redirects."""
 
 from __future__ import annotations

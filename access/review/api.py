@@ -1,10 +1,9 @@
-"""The reviewers' API (docs/api.md "Review"): the queue, a request's full file, claim,
-notes, decisions, and grants managed by hand (grant without a request, revoke,
-suspend, reinstate).
+"""The reviewers' API (docs/api.md, "Review"): the queue, a request's full file, claim, notes
+and decisions. Grants managed by reviewers are ``access.grants.api``.
 
 Only reviewers and admins get in, on an API token or an MFA-verified session
-(``IsReviewer``). A reviewer never sees or acts on their own request or grant
-through these endpoints: deciding one's own access is what review exists to prevent.
+(``IsReviewer``). A reviewer never sees or acts on their own request through these endpoints:
+deciding one's own access is what review exists to prevent.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ from portal.api.permissions import IsReviewer
 from portal.api.schema import error_responses
 
 REVIEW_TAG = "review"
-
-
 _MISSING = "No access request with this id. GET /api/v1/review/requests lists the queue."
 
 

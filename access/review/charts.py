@@ -9,8 +9,6 @@ import datetime as dt
 from access.review.stats import OUTCOME_LABELS, OUTCOMES
 
 CHART_WIDTH, CHART_HEIGHT = 640, 240
-
-
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 40, 10, 16, 30
 
 
@@ -121,8 +119,6 @@ def duration_label(duration: dt.timedelta | None) -> str:
 
 
 MEDIAN_CHART_HEIGHT = 160
-
-
 # The axis unit follows the data, so a fast queue reads "30 min", not "2e-05 d".
 _MEDIAN_UNITS = [(86400, "d"), (3600, "h"), (60, "min")]
 

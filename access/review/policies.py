@@ -12,11 +12,7 @@ from access.review.models import DecisionKind
 from access.review.services import access_request_approve, access_request_reject, decision_record
 
 POLICY_EMBARGO_REJECT = "embargoed_country_reject"
-
-
 POLICY_DOMAIN_APPROVE = "allow_listed_domain_approve"
-
-
 EMBARGO_REASON = (
     "We cannot offer access to applicants in your country because of export restrictions on these weights."
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from access.catalog.serializers import LicenseRefSerializer
+from access.catalog.serializers import LicenseRefSerializer, variant_slugs_field
 from access.grants.serializers import GrantEndField, ReviewGrantSerializer, user_by_email
 from access.requests.models import AccessRequest, OrganizationType, RequestStatus, ScreeningFlag, ScreeningFlagCode
 from access.requests.selectors import request_history
@@ -12,7 +12,6 @@ from access.requests.serializers import (
     AccessRequestSerializer,
     HistoryEntrySerializer,
     MessageSerializer,
-    _variant_slugs_field,
 )
 from access.review.models import DecisionKind, ReviewDecision, ReviewNote
 from portal.models import User
@@ -50,7 +49,7 @@ class DecisionSerializer(serializers.Serializer):
         default="",
         help_text="Required for reject and request_info; the applicant reads it.",
     )
-    variants = _variant_slugs_field(
+    variants = variant_slugs_field(
         listed_only=False, required=False, help_text="Approve: the subset to approve; default all."
     )
     expires_at = GrantEndField(

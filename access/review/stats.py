@@ -15,15 +15,9 @@ from django.utils import timezone
 from access.requests.models import AccessRequest, OrganizationType, RequestStatus
 
 STATS_WEEKS = 12
-
-
 # Where a request ended up; the order is the order of the stacked bars, bottom up.
 OUTCOMES = ("approved", "rejected", "withdrawn", "open")
-
-
 OUTCOME_LABELS = {"approved": "Approved", "rejected": "Rejected", "withdrawn": "Withdrawn", "open": "Still open"}
-
-
 DECIDED_STATUSES = (RequestStatus.APPROVED, RequestStatus.REJECTED)
 
 

@@ -1,7 +1,7 @@
-"""The reviewers' pages: the queue, a request's detail with its decisions, grants,
-and statistics. Every view is behind ``reviewer_page``: logged in, a session that
-passed a second factor, and the review permission. State changes go through
-the services; these views validate, call one service and redirect."""
+"""The reviewers' pages: the queue, bulk decisions, a request's detail with its notes, claim and
+decisions, and the statistics. Every view is behind ``reviewer_page``: logged in, a session that
+passed a second factor, and the review permission. State changes go through the services;
+these views validate, call one service and redirect."""
 
 from __future__ import annotations
 
@@ -57,12 +57,8 @@ from portal.errors import StateConflict
 from portal.pages import service_errors_to_form, with_query
 
 QUEUE_PAGE_SIZE = 50
-
-
 # Age badges of the queue: green below AMBER, amber below RED, red from RED days on.
 AGE_AMBER_DAYS = 3
-
-
 AGE_RED_DAYS = 7
 
 

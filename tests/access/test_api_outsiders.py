@@ -16,8 +16,6 @@ from access.grants.models import Grant, LicenseAcceptance
 from access.grants.services import grant_create
 from access.requests.models import AccessRequest, RequestedVariant, RequestMessage, ScreeningFlag
 from access.review.models import ReviewDecision, ReviewNote
-from tests.access.test_api_requests import api_apply, current_license_id, decide
-from tests.conftest import bearer_client, login_with_password
 
 MISSING_ID = 999_999
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -51,12 +49,12 @@ WATCHED_MODELS = [
 ]
 
 
-def _body(researcher, outsider) -> dict:
+def _body(researcher, outsider, license_id: int) -> dict:
     """One body that every endpoint would accept from someone entitled to call it."""
     return {
         "position": "Intruder",
         "message": "Let me in.",
-        "license_id": current_license_id(),
+        "license_id": license_id,
         "assignee": outsider.email,
         "text": "Planted note.",
         "decision": "approve",
@@ -76,7 +74,7 @@ def _call(client, method: str, url: str, body: dict):
 
 
 @pytest.fixture
-def victims(researcher, reviewer, llama_catalog) -> dict:
+def victims(researcher, reviewer, llama_catalog, bearer_client, api_apply, decide) -> dict:
     """The researcher's objects in the states where each action would work for them:
     a request waiting for more information (edit, resubmit, withdraw), one in the
     queue (claim, notes, decide) and a grant waiting for its license (accept, suspend)."""
@@ -91,7 +89,7 @@ def victims(researcher, reviewer, llama_catalog) -> dict:
 
 
 @pytest.fixture(params=["token", "session"])
-def outsider_client(request, outsider, client):
+def outsider_client(request, outsider, client, bearer_client, login_with_password):
     if request.param == "token":
         return bearer_client(outsider)
     login_with_password(client, outsider)
@@ -99,9 +97,9 @@ def outsider_client(request, outsider, client):
 
 
 def test_an_outsider_gets_403_or_404_on_every_object_endpoint_and_nothing_changes(
-    outsider_client, researcher, outsider, victims
+    outsider_client, researcher, outsider, victims, current_license_id
 ):
-    body = _body(researcher, outsider)
+    body = _body(researcher, outsider, current_license_id())
     targets = [(url, victims["requests"], allowed) for url, allowed in REQUEST_URLS.items()]
     targets += [(url, victims["grants"], allowed) for url, allowed in GRANT_URLS.items()]
     before = _snapshot()
@@ -126,8 +124,10 @@ def test_an_outsider_gets_403_or_404_on_every_object_endpoint_and_nothing_change
     assert _snapshot() == before
 
 
-def test_an_outsider_gets_403_on_every_review_list_and_nothing_changes(outsider_client, researcher, outsider, victims):
-    body = _body(researcher, outsider)
+def test_an_outsider_gets_403_on_every_review_list_and_nothing_changes(
+    outsider_client, researcher, outsider, victims, current_license_id
+):
+    body = _body(researcher, outsider, current_license_id())
     before = _snapshot()
 
     for url in REVIEW_COLLECTIONS:
@@ -152,8 +152,10 @@ def test_an_outsiders_own_lists_show_none_of_someone_elses_objects(outsider_clie
         assert access_request.reference not in content
 
 
-def test_anonymous_callers_get_401_everywhere_and_nothing_changes(api_client, researcher, outsider, victims):
-    body = _body(researcher, outsider)
+def test_anonymous_callers_get_401_everywhere_and_nothing_changes(
+    api_client, researcher, outsider, victims, current_license_id
+):
+    body = _body(researcher, outsider, current_license_id())
     urls = [t.format(id=i) for t in REQUEST_URLS for i in victims["requests"]]
     urls += [t.format(id=i) for t in GRANT_URLS for i in victims["grants"]]
     urls += [*REVIEW_COLLECTIONS, "/api/v1/access-requests", "/api/v1/grants"]
@@ -168,7 +170,9 @@ def test_anonymous_callers_get_401_everywhere_and_nothing_changes(api_client, re
     assert _snapshot() == before
 
 
-def test_the_owner_could_have_done_what_the_outsider_was_refused(researcher, victims):
+def test_the_owner_could_have_done_what_the_outsider_was_refused(
+    researcher, victims, bearer_client, current_license_id
+):
     # The walk above means something only if these objects accept the same calls from their owner.
     asked, queued = victims["requests"]
     owner = bearer_client(researcher)

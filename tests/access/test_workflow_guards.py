@@ -14,12 +14,10 @@ from access.requests.models import AccessRequest, RequestStatus
 from access.requests.services import access_request_edit
 from access.review.services import access_request_approve, access_request_request_info
 from portal.errors import StateConflict
-from tests.access.test_request_services import application, new_audit_actions, submit
-from tests.conftest import bearer_client, login_with_password
 from tests.factories import UserFactory
 
 
-def test_a_direct_review_permission_also_requires_mfa_for_the_review_pages(client, llama_catalog):
+def test_a_direct_review_permission_also_requires_mfa_for_the_review_pages(client, llama_catalog, login_with_password):
     user = UserFactory(email="direct.perm@lab.example.org")
     user.user_permissions.add(Permission.objects.get(codename="review_access"))
     login_with_password(client, user)
@@ -30,7 +28,7 @@ def test_a_direct_review_permission_also_requires_mfa_for_the_review_pages(clien
     assert response["Location"] == reverse("mfa_activate_totp")
 
 
-def test_a_blocked_applicants_open_request_cannot_be_approved(researcher, reviewer, admin_user, llama_catalog):
+def test_a_blocked_applicants_open_request_cannot_be_approved(researcher, reviewer, admin_user, llama_catalog, submit):
     open_request = submit(researcher, "llama-13b")
     grant = grant_create(
         user=researcher, variant=ModelVariant.objects.get(slug="llama-7b"), actor=admin_user, reason="Pilot."
@@ -59,7 +57,7 @@ def test_reviewers_cannot_suspend_or_revoke_their_own_grant(reviewer, admin_user
 
 
 def test_line_breaks_in_names_are_collapsed_so_reviewer_emails_still_go_out(
-    researcher, reviewer, llama_catalog, mailoutbox, django_capture_on_commit_callbacks
+    researcher, reviewer, llama_catalog, mailoutbox, django_capture_on_commit_callbacks, submit
 ):
     with django_capture_on_commit_callbacks(execute=True):
         access_request = submit(researcher, affiliation="University\nof Example\r\nBcc: evil@example.com")
@@ -70,7 +68,7 @@ def test_line_breaks_in_names_are_collapsed_so_reviewer_emails_still_go_out(
     assert "\n" not in to_reviewers[0].subject
 
 
-def test_a_use_case_over_the_limit_is_a_field_error(researcher, llama_catalog, settings):
+def test_a_use_case_over_the_limit_is_a_field_error(researcher, llama_catalog, settings, submit):
     settings.REQUEST_USE_CASE_MAX_CHARS = 500
 
     with pytest.raises(ValidationError) as error:
@@ -80,7 +78,7 @@ def test_a_use_case_over_the_limit_is_a_field_error(researcher, llama_catalog, s
     assert not AccessRequest.objects.exists()
 
 
-def test_an_api_body_over_the_size_limit_gets_the_json_error_body(researcher, llama_catalog, settings):
+def test_an_api_body_over_the_size_limit_gets_the_json_error_body(researcher, llama_catalog, settings, bearer_client):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     api = bearer_client(researcher)
 
@@ -98,7 +96,9 @@ def test_bulk_decisions_with_an_impossible_id_are_refused_not_crashed(reviewer_c
     assert response.status_code in (302, 400)
 
 
-def test_editing_without_changes_records_nothing(researcher, reviewer, llama_catalog):
+def test_editing_without_changes_records_nothing(
+    researcher, reviewer, llama_catalog, submit, new_audit_actions, application
+):
     access_request = submit(researcher)
     access_request_request_info(access_request=access_request, reviewer=reviewer, message="Which lab?")
 

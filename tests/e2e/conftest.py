@@ -69,13 +69,17 @@ def _safe_name(nodeid: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser():
+def results_dir() -> Path:
+    """test-results/ at the repository root, where screenshots go (created by whoever writes there)."""
+    return RESULTS_DIR
+
+
+@pytest.fixture(scope="session")
+def browser(unavailable):
     if not os.path.exists(CHROMIUM_PATH):
         # Session fixtures run before the function-scoped _requirements check, so
         # the same skip-locally/fail-in-CI rule is applied here too.
-        from tests.conftest import _unavailable
-
-        _unavailable(None, f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)")
+        unavailable(None, f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()

@@ -14,8 +14,6 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.access.downloads_helpers import active_grant_make
-from tests.e2e.conftest import RESULTS_DIR
 from tests.e2e.helpers import log_in
 
 # Four /24 networks besides the researcher's own: one more than the default limit of 3.
@@ -23,7 +21,15 @@ OTHER_NETWORKS = ["198.51.100.7", "203.0.113.9", "192.0.2.33", "100.64.12.5"]
 
 
 def test_researcher_downloads_then_a_reviewer_lifts_a_leak_suspension(
-    page: Page, reviewer_page: Page, researcher, reviewer, published_demo_weights, settings, screenshot
+    page: Page,
+    reviewer_page: Page,
+    researcher,
+    reviewer,
+    published_demo_weights,
+    settings,
+    screenshot,
+    active_grant_make,
+    results_dir,
 ):
     variant, _, _ = published_demo_weights
     active_grant_make(user=researcher, variant=variant, reviewer=reviewer)
@@ -84,7 +90,7 @@ def test_researcher_downloads_then_a_reviewer_lifts_a_leak_suspension(
     for address in OTHER_NETWORKS:
         expect(reviewer_page.get_by_test_id("download-events")).to_contain_text(address)
     expect(events.filter(has_text="bundle_suspended").first).to_be_visible()
-    reviewer_page.screenshot(path=str(RESULTS_DIR / "review-downloads-suspended.png"), full_page=True)
+    reviewer_page.screenshot(path=str(results_dir / "review-downloads-suspended.png"), full_page=True)
 
     reviewer_page.get_by_role("button", name="Lift suspension").click()  # the reason is required
     expect(bundle_row).to_have_attribute("data-state", "suspended")

@@ -11,7 +11,6 @@ from django.core.management import call_command
 from access.audit.models import AuditEvent
 from portal import roles
 from portal.services import user_role_set
-from tests.conftest import bearer_client, login_with_password, totp_enable
 from tests.factories import UserFactory
 
 
@@ -40,7 +39,7 @@ def test_portal_user_add_creates_researchers_when_no_role_is_given(db):
     assert "created new.person@uni.example.edu with role researcher" in output
 
 
-def test_promotion_to_reviewer_revokes_tokens_made_without_mfa(researcher, llama_catalog):
+def test_promotion_to_reviewer_revokes_tokens_made_without_mfa(researcher, llama_catalog, bearer_client):
     api = bearer_client(researcher)
     assert api.get("/api/v1/models").status_code == 200
 
@@ -51,7 +50,7 @@ def test_promotion_to_reviewer_revokes_tokens_made_without_mfa(researcher, llama
     assert event.details["reason"] == "role_promoted"
 
 
-def test_demotion_keeps_tokens(reviewer, llama_catalog):
+def test_demotion_keeps_tokens(reviewer, llama_catalog, bearer_client):
     api = bearer_client(reviewer)
 
     user_role_set(user=reviewer, role=roles.RESEARCHER)
@@ -59,7 +58,7 @@ def test_demotion_keeps_tokens(reviewer, llama_catalog):
     assert api.get("/api/v1/models").status_code == 200
 
 
-def test_reset_mfa_removes_authenticators_so_the_reviewer_enrols_again(reviewer, client):
+def test_reset_mfa_removes_authenticators_so_the_reviewer_enrols_again(reviewer, client, login_with_password):
     output = portal_user("reset-mfa", reviewer.email)
 
     assert "removed" in output
@@ -75,7 +74,7 @@ def test_reset_mfa_for_an_account_without_authenticator_changes_nothing(research
     assert not AuditEvent.objects.filter(action="mfa.reset_by_operator").exists()
 
 
-def test_totp_secrets_are_stored_encrypted(db):
+def test_totp_secrets_are_stored_encrypted(db, totp_enable):
     user = UserFactory()
     secret = totp_enable(user)
 

@@ -20,7 +20,6 @@ from django.test import Client
 from access.audit.models import AuditEvent
 from portal import roles
 from portal.models import User
-from tests.conftest import login_with_password
 from tests.factories import TEST_PASSWORD, UserFactory
 
 NEWCOMER_EMAIL = "newcomer@uni.example.edu"
@@ -168,7 +167,7 @@ def test_a_tampered_verification_link_verifies_nothing(client, db):
 # --- Login, logout -------------------------------------------------------------------
 
 
-def test_logging_in_writes_an_audit_event(client, researcher):
+def test_logging_in_writes_an_audit_event(client, researcher, login_with_password):
     login_with_password(client, researcher)
 
     event = AuditEvent.objects.get(action="user.logged_in")
@@ -344,7 +343,7 @@ def test_account_page_shows_another_users_details_to_nobody(researcher_client, o
 # --- Login rate limits ---------------------------------------------------------------
 
 
-def test_right_password_still_works_one_failure_below_the_account_limit(client, researcher):
+def test_right_password_still_works_one_failure_below_the_account_limit(client, researcher, login_with_password):
     for _ in range(settings.LOGIN_FAILURES_PER_ACCOUNT - 1):
         _failed_login(client, researcher.email)
 
@@ -386,7 +385,7 @@ def test_account_lock_ignores_the_case_of_the_email(client, researcher):
     assert LOCKED_MESSAGE in response.content.decode()
 
 
-def test_locking_one_account_leaves_other_accounts_alone(client, researcher, outsider):
+def test_locking_one_account_leaves_other_accounts_alone(client, researcher, outsider, login_with_password):
     for _ in range(settings.LOGIN_FAILURES_PER_ACCOUNT):
         _failed_login(client, researcher.email)
 
@@ -395,7 +394,7 @@ def test_locking_one_account_leaves_other_accounts_alone(client, researcher, out
     assert client.session["_auth_user_id"] == str(outsider.pk)
 
 
-def test_account_lock_ends_after_the_lockout_window(client, researcher):
+def test_account_lock_ends_after_the_lockout_window(client, researcher, login_with_password):
     for _ in range(settings.LOGIN_FAILURES_PER_ACCOUNT):
         _failed_login(client, researcher.email)
     later = time.time() + settings.LOGIN_LOCKOUT_SECONDS + 1
@@ -422,7 +421,7 @@ def test_many_failed_logins_from_one_ip_block_that_ip(client, researcher):
     assert not _is_logged_in(client)
 
 
-def test_blocking_one_ip_leaves_other_ips_alone(client, researcher):
+def test_blocking_one_ip_leaves_other_ips_alone(client, researcher, login_with_password):
     for n in range(settings.LOGIN_FAILURES_PER_IP_PER_MINUTE):
         _failed_login(client, f"guess{n}@uni.example.edu", REMOTE_ADDR="203.0.113.7")
 
@@ -431,7 +430,7 @@ def test_blocking_one_ip_leaves_other_ips_alone(client, researcher):
     assert _is_logged_in(client)
 
 
-def test_successful_logins_do_not_use_up_the_ip_limit(client, researcher):
+def test_successful_logins_do_not_use_up_the_ip_limit(client, researcher, login_with_password):
     for _ in range(settings.LOGIN_FAILURES_PER_IP_PER_MINUTE + 2):
         login_with_password(client, researcher)
         client.post("/accounts/logout/")

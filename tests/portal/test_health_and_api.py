@@ -12,7 +12,6 @@ from django.test import Client, override_settings
 
 from access.distribution.storage import weight_storage
 from portal.celery import app as celery_app
-from tests.conftest import bearer_client
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
@@ -166,7 +165,7 @@ def test_a_malformed_authorization_header_is_a_json_401(api_client, db):
     _assert_error_body(api_client.get("/api/v1/models"), 401, "authentication_failed")
 
 
-def test_a_valid_bearer_token_needs_no_csrf_token(researcher):
+def test_a_valid_bearer_token_needs_no_csrf_token(researcher, bearer_client):
     # Scripts with a token are not browsers: CSRF does not apply, the method check does.
     _assert_error_body(bearer_client(researcher).post("/api/v1/models", {}, format="json"), 405)
 

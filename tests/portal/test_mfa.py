@@ -24,7 +24,6 @@ from access.audit.models import AuditEvent
 from portal import roles
 from portal.mfa import privileged_mfa_required, session_is_mfa_verified, session_mark_mfa_enrolled
 from portal.models import ApiToken, User
-from tests.conftest import login_with_password, login_with_totp, totp_enable, totp_now
 from tests.factories import TEST_PASSWORD, UserFactory
 
 ENROL_URL = "/accounts/2fa/totp/activate/"
@@ -102,7 +101,7 @@ def test_password_alone_does_not_log_in_a_reviewer_with_totp(client, reviewer):
     assert not AuditEvent.objects.filter(action="user.logged_in").exists()
 
 
-def test_wrong_totp_code_does_not_complete_the_login(client, reviewer):
+def test_wrong_totp_code_does_not_complete_the_login(client, reviewer, login_with_password):
     login_with_password(client, reviewer)
 
     response = client.post("/accounts/2fa/authenticate/", {"code": _wrong_code(_secret_of(reviewer))})
@@ -112,7 +111,7 @@ def test_wrong_totp_code_does_not_complete_the_login(client, reviewer):
     assert not _is_logged_in(client)
 
 
-def test_totp_code_completes_the_login_and_verifies_the_session(client, reviewer):
+def test_totp_code_completes_the_login_and_verifies_the_session(client, reviewer, login_with_totp):
     login_with_totp(client, reviewer)
 
     assert client.session["_auth_user_id"] == str(reviewer.pk)
@@ -120,7 +119,7 @@ def test_totp_code_completes_the_login_and_verifies_the_session(client, reviewer
     assert AuditEvent.objects.filter(action="user.logged_in", actor=reviewer).count() == 1
 
 
-def test_researcher_with_totp_also_needs_the_code_to_log_in(client, researcher):
+def test_researcher_with_totp_also_needs_the_code_to_log_in(client, researcher, totp_enable):
     totp_enable(researcher)
 
     response = client.post("/accounts/login/", {"login": researcher.email, "password": TEST_PASSWORD})
@@ -129,7 +128,7 @@ def test_researcher_with_totp_also_needs_the_code_to_log_in(client, researcher):
     assert not _is_logged_in(client)
 
 
-def test_recovery_code_logs_in_in_place_of_the_totp_code(client, reviewer):
+def test_recovery_code_logs_in_in_place_of_the_totp_code(client, reviewer, login_with_password):
     code = RecoveryCodes.activate(reviewer).generate_codes()[0]
     login_with_password(client, reviewer)
 
@@ -142,7 +141,7 @@ def test_recovery_code_logs_in_in_place_of_the_totp_code(client, reviewer):
     assert ApiToken.objects.filter(user=reviewer).count() == 1
 
 
-def test_recovery_code_works_only_once(client, reviewer):
+def test_recovery_code_works_only_once(client, reviewer, login_with_password):
     code = RecoveryCodes.activate(reviewer).generate_codes()[0]
     login_with_password(client, reviewer)
     client.post("/accounts/2fa/authenticate/", {"code": code})
@@ -158,7 +157,7 @@ def test_recovery_code_works_only_once(client, reviewer):
 # --- What MFA guards: the admin and API tokens --------------------------------------
 
 
-def test_reviewer_without_mfa_is_sent_from_admin_to_totp_enrolment(client, reviewer_without_mfa):
+def test_reviewer_without_mfa_is_sent_from_admin_to_totp_enrolment(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
 
     response, hops = _follow_to_the_end(client, "/admin/")
@@ -171,7 +170,7 @@ def test_reviewer_without_mfa_is_sent_from_admin_to_totp_enrolment(client, revie
     assert _open_enrolment(client).status_code == 200
 
 
-def test_reviewer_without_mfa_cannot_create_api_tokens(client, reviewer_without_mfa):
+def test_reviewer_without_mfa_cannot_create_api_tokens(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
 
     response = _create_token(client)
@@ -182,7 +181,7 @@ def test_reviewer_without_mfa_cannot_create_api_tokens(client, reviewer_without_
     assert not AuditEvent.objects.filter(action="api_token.created").exists()
 
 
-def test_account_page_tells_a_reviewer_without_mfa_to_turn_it_on(client, reviewer_without_mfa):
+def test_account_page_tells_a_reviewer_without_mfa_to_turn_it_on(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
 
     page = client.get("/account/").content.decode()
@@ -230,7 +229,7 @@ def test_anonymous_visitor_is_sent_from_admin_to_the_portal_login(client, db):
     assert hops[-1] == "/accounts/login/?next=/admin/"
 
 
-def test_admin_without_mfa_is_sent_from_admin_to_totp_enrolment(client, admin_without_mfa):
+def test_admin_without_mfa_is_sent_from_admin_to_totp_enrolment(client, admin_without_mfa, login_with_password):
     login_with_password(client, admin_without_mfa)
 
     response, hops = _follow_to_the_end(client, "/admin/access/auditevent/")
@@ -265,7 +264,7 @@ def test_reviewer_whose_session_skipped_the_code_cannot_create_tokens(client, re
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enrolling_totp_verifies_the_session_for_the_admin(client, admin_without_mfa):
+def test_enrolling_totp_verifies_the_session_for_the_admin(client, admin_without_mfa, login_with_password):
     login_with_password(client, admin_without_mfa)
 
     secret = _enrol_totp(client)
@@ -277,7 +276,7 @@ def test_enrolling_totp_verifies_the_session_for_the_admin(client, admin_without
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enrolling_totp_lets_a_reviewer_create_tokens(client, reviewer_without_mfa):
+def test_enrolling_totp_lets_a_reviewer_create_tokens(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
     _enrol_totp(client)
 
@@ -288,7 +287,7 @@ def test_enrolling_totp_lets_a_reviewer_create_tokens(client, reviewer_without_m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enrolling_totp_shows_recovery_codes(client, reviewer_without_mfa):
+def test_enrolling_totp_shows_recovery_codes(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
     _open_enrolment(client)
     secret = client.session[SECRET_SESSION_KEY]
@@ -303,7 +302,7 @@ def test_enrolling_totp_shows_recovery_codes(client, reviewer_without_mfa):
     assert codes[0] in client.get("/accounts/2fa/recovery-codes/").content.decode()
 
 
-def test_enrolling_with_a_wrong_code_enables_nothing(client, reviewer_without_mfa):
+def test_enrolling_with_a_wrong_code_enables_nothing(client, reviewer_without_mfa, login_with_password):
     login_with_password(client, reviewer_without_mfa)
     _open_enrolment(client)
     secret = client.session[SECRET_SESSION_KEY]
@@ -325,7 +324,7 @@ def test_enrolment_page_needs_login(client, db):
 
 
 @pytest.mark.parametrize("persona", ["reviewer", "admin_user"])
-def test_privileged_users_cannot_deactivate_their_totp(client, persona, request):
+def test_privileged_users_cannot_deactivate_their_totp(client, persona, request, login_with_totp):
     user = request.getfixturevalue(persona)
     login_with_totp(client, user)
     _reauthenticate(client)
@@ -349,7 +348,7 @@ def test_researcher_may_enrol_totp(researcher_client, researcher, django_capture
     assert 'class="badge ok">on' in researcher_client.get("/account/").content.decode()
 
 
-def test_researcher_may_remove_totp(client, researcher):
+def test_researcher_may_remove_totp(client, researcher, totp_enable, login_with_totp, login_with_password):
     totp_enable(researcher)
     login_with_totp(client, researcher)
     _reauthenticate(client)
@@ -371,7 +370,7 @@ def test_researcher_does_not_need_mfa_for_tokens(researcher_client, researcher):
     assert ApiToken.objects.filter(user=researcher).count() == 1
 
 
-def test_totp_code_cannot_be_replayed_for_a_second_login(client, reviewer):
+def test_totp_code_cannot_be_replayed_for_a_second_login(client, reviewer, totp_now, login_with_password):
     code = totp_now(reviewer)
     login_with_password(client, reviewer)
     client.post("/accounts/2fa/authenticate/", {"code": code})

@@ -21,7 +21,6 @@ from access.audit.models import AuditEvent
 from portal import roles
 from portal.models import ApiToken, User
 from portal.services import api_token_revoke, user_create, user_role_set
-from tests.conftest import login_with_password
 from tests.factories import UserFactory
 
 OPERATOR_PASSWORD = "correct-horse-battery-42"
@@ -130,7 +129,7 @@ def test_staff_accounts_count_as_privileged_whatever_their_groups(db):
     assert roles.user_is_privileged(staff)
 
 
-def test_researcher_is_refused_the_admin(client, researcher):
+def test_researcher_is_refused_the_admin(client, researcher, login_with_password):
     login_with_password(client, researcher)
 
     response = client.get("/admin/")
@@ -141,7 +140,7 @@ def test_researcher_is_refused_the_admin(client, researcher):
     assert "administrators" in response.content.decode()
 
 
-def test_researcher_is_refused_admin_pages_below_the_index(client, researcher):
+def test_researcher_is_refused_admin_pages_below_the_index(client, researcher, login_with_password):
     login_with_password(client, researcher)
 
     response = client.get("/admin/access/auditevent/", follow=True)

@@ -22,9 +22,9 @@ from django.utils import timezone
 from access.distribution.events import EVENT_FIELDS, db_columns, event_insert, event_request_values
 from access.distribution.gateway.links import (
     GatewayLink,
-    _gateway_link_from_row,
-    _gateway_link_sql,
-    _pg_prepared_cursor,
+    gateway_link_from_row,
+    gateway_link_sql,
+    pg_prepared_cursor,
 )
 from access.distribution.models import DownloadEvent, DownloadLink
 from access.distribution.rules import ALLOWED, DownloadOutcome, exhausted
@@ -116,7 +116,7 @@ def _pg_take_and_log(link: GatewayLink, request, ip, network, served: DownloadOu
         *event_request_values(request),
         refusal.status, served.status, refusal.name, served.name, bytes_sent,
     ]  # fmt: skip
-    with _pg_prepared_cursor() as cursor:
+    with pg_prepared_cursor() as cursor:
         cursor.execute(_pg_take_and_log_sql(), params)
         event_id, counted = cursor.fetchone()
     return counted, event_id
@@ -132,7 +132,7 @@ def _pg_fast_take_sql() -> str:
     # now, active; then the event's created_at, ip, network, user_agent, range, status, outcome, and
     # whether to log the file's size as the bytes sent.
     return f"""
-        WITH q AS ({_gateway_link_sql()}),
+        WITH q AS ({gateway_link_sql()}),
         taken AS (
             UPDATE {l_table} l SET {l_used} = l.{l_used} + 1 FROM q
              WHERE l.{l_id} = q.link_id AND l.{l_used} < l.{l_max}
@@ -177,12 +177,12 @@ def gateway_link_load_and_take(
         name, now, now, GrantStatus.ACTIVE,
         timezone.now(), ip, network, *event_request_values(request), served.status, served.name, log_file_size,
     ]  # fmt: skip
-    with _pg_prepared_cursor() as cursor:
+    with pg_prepared_cursor() as cursor:
         cursor.execute(_pg_fast_take_sql(), params)
         row = cursor.fetchone()
     if row is None:
         return None, None
-    return _gateway_link_from_row(row[:-1], now), row[-1]
+    return gateway_link_from_row(row[:-1], now), row[-1]
 
 
 def download_give_back(link: GatewayLink, event_id: int, outcome: DownloadOutcome) -> None:

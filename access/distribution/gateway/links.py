@@ -65,7 +65,7 @@ class GatewayLink:
 
 
 @cache
-def _gateway_link_sql() -> str:
+def gateway_link_sql() -> str:
     link, weight_file, bundle, grant = (m._meta.db_table for m in (DownloadLink, WeightFile, DownloadBundle, Grant))
     variant, license_version = ModelVariant._meta.db_table, LicenseVersion._meta.db_table
     acceptance, event = LicenseAcceptance._meta.db_table, DownloadEvent._meta.db_table
@@ -125,13 +125,13 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
     adapt = connection.ops.adapt_datetimefield_value
     since = adapt(now - dt.timedelta(hours=settings.DOWNLOAD_LEAK_WINDOW_HOURS))
     params = [adapt(now), network, since, public_id]
-    with _pg_prepared_cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
-        cursor.execute(_gateway_link_sql(), params)
+    with pg_prepared_cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
+        cursor.execute(gateway_link_sql(), params)
         row = cursor.fetchone()
-    return None if row is None else _gateway_link_from_row(row, now)
+    return None if row is None else gateway_link_from_row(row, now)
 
 
-def _gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
+def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
     (link_id, max_downloads, used, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
      bundle_expires_at, retired_at, suspended_at, grant_id, grant_status, grant_expires_at, user_id,
      variant_name, license_id, network_seen, license_accepted) = row  # fmt: skip
@@ -161,7 +161,7 @@ def _gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
 
 
 @contextmanager
-def _pg_prepared_cursor():
+def pg_prepared_cursor():
     """A cursor whose statements PostgreSQL prepares at their first run on a connection.
 
     Django binds parameters on the client, so PostgreSQL parses and plans every query afresh: for

@@ -9,8 +9,6 @@ import socket
 from urllib.parse import quote
 
 STREAM_BLOCK_BYTES = 1 << 20
-
-
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

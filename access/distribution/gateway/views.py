@@ -54,25 +54,13 @@ def _refuse(request, outcome: rules.DownloadOutcome, *, link=None, bundle=None, 
 
 
 METHOD_NOT_ALLOWED = rules.DownloadOutcome("method_not_allowed", 405, "Download links answer GET and HEAD only.")
-
-
 WRONG_NAME = rules.DownloadOutcome(
     "wrong_name", 404, "This link is for another file name. Copy the whole link, or create new links on {grants}."
 )
-
-
 RANGE_NOT_SATISFIABLE = rules.DownloadOutcome("range_not_satisfiable", 416)
-
-
 REDIRECTED = rules.DownloadOutcome("redirected", 302)
-
-
 SERVED = rules.DownloadOutcome("served", 200)
-
-
 ACCEL_REDIRECTED = rules.DownloadOutcome("accel_redirect", 200)
-
-
 STORAGE_ERROR = rules.DownloadOutcome(
     "storage_error",
     503,

@@ -1,0 +1,158 @@
+"""The gateway under gunicorn, the server the deployment runs: sendfile sends the files (whole and
+from a Range), on a kept-alive connection, and the gunicorn process logs every download."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from access.distribution.models import DownloadEvent, WeightFile
+from access.distribution.tokens import link_path
+from tests.processes import free_port, subprocess_database_url
+
+START_SECONDS = 60
+
+
+@contextlib.contextmanager
+def _gunicorn(*server_args: str):
+    """gunicorn serving the portal on loopback against the test database and storage; yields its port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,  # the links are signed with it
+        "PORTAL_STORAGE_BACKEND": "local",
+        "PORTAL_STORAGE_ROOT": str(settings.PORTAL_STORAGE_ROOT),
+    }
+    command = [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning", *server_args]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def log_tail() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")[-4000:]
+
+        try:
+            deadline = time.monotonic() + START_SECONDS
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"gunicorn exited with {server.returncode}:\n{log_tail()}")
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", "/livez")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not answer in {START_SECONDS} s:\n{log_tail()}")
+                time.sleep(0.2)
+            yield port
+            assert "WORKER TIMEOUT" not in log_tail(), log_tail()
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+
+
+@pytest.fixture
+def gunicorn_port(transactional_db, local_storage):
+    # gthread keeps connections alive (the sync worker closes each one), which is where a cork
+    # left on the socket would hold a file's last bytes back.
+    with _gunicorn("-k", "gthread", "--threads", "2", "--keep-alive", "30") as port:
+        yield port
+
+
+def test_gunicorn_sends_every_file_whole_and_a_resume_on_one_kept_alive_connection(
+    gunicorn_port, published_demo_weights, researcher, reviewer, bundle_make, sha256_of
+):
+    variant, _, _ = published_demo_weights
+    bundle = bundle_make(user=researcher, variant=variant, reviewer=reviewer)
+    links = list(bundle.links.select_related("file").order_by("file__name"))
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=30)
+    conn.connect()
+    first_socket = conn.sock
+    for link in links:
+        conn.request("GET", link_path(link))
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body[:200]
+        assert sha256_of(body) == link.file.sha256, link.file.name
+        assert not response.will_close
+
+    shard = max(links, key=lambda link: link.file.size)
+    half = shard.file.size // 2
+    conn.request("GET", link_path(shard), headers={"Range": f"bytes={half}-"})
+    response = conn.getresponse()
+    tail = response.read()
+    assert response.status == 206
+    assert response.getheader("Content-Range") == f"bytes {half}-{shard.file.size - 1}/{shard.file.size}"
+    conn.request("GET", link_path(shard), headers={"Range": f"bytes=0-{half - 1}"})
+    head = conn.getresponse().read()
+    assert sha256_of(head + tail) == shard.file.sha256
+    assert conn.sock is first_socket  # every answer came on the one connection
+    conn.close()
+
+    served = DownloadEvent.objects.filter(bundle=bundle, outcome="served", counted=True)
+    assert {(event.file.name, event.bytes_sent) for event in served} == {(link.file.name, link.file.size) for link in links}
+    resumed = DownloadEvent.objects.filter(bundle=bundle, outcome="partial", file=shard.file)
+    assert sorted(event.bytes_sent for event in resumed) == sorted([shard.file.size - half, half])
+
+
+LONG_FILE_BYTES = 48 << 20
+SLOW_CLIENT_BYTES_PER_SECOND = 12 << 20
+
+
+def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_workers(
+    transactional_db, local_storage, published_demo_weights, researcher, reviewer, bundle_make
+):
+    """A shard takes minutes to download. gunicorn kills a worker that has not reported for --timeout
+    seconds, and a sync worker cannot report while it sends a file (a sync worker fails this test);
+    gthread workers, which the access.W001 check and the README offer for streaming local storage
+    without nginx, send the whole file (here --timeout is 2 s and the client takes about 4 s)."""
+    variant, _, _ = published_demo_weights
+    key = f"{variant.slug}/long-download.bin"
+    path = Path(settings.PORTAL_STORAGE_ROOT) / key
+    content = os.urandom(LONG_FILE_BYTES)
+    path.write_bytes(content)
+    sha256 = hashlib.sha256(content).hexdigest()
+    WeightFile.objects.create(variant=variant, name=path.name, storage_key=key, size=LONG_FILE_BYTES, sha256=sha256,
+                              md5=hashlib.md5(content).hexdigest())
+    bundle = bundle_make(user=researcher, variant=variant, reviewer=reviewer)
+    link = bundle.links.get(file__name=path.name)
+
+    with _gunicorn("--worker-class", "gthread", "--threads", "2", "--timeout", "2") as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        # A small receive buffer, as over a long-distance link: loopback would otherwise buffer
+        # tens of MiB and let the server finish sending long before the client has read it all.
+        conn.sock = socket.socket()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+        conn.sock.settimeout(30)
+        conn.sock.connect(("127.0.0.1", port))
+        conn.request("GET", link_path(link))
+        response = conn.getresponse()
+        assert response.status == 200
+        digest, received, chunk = hashlib.sha256(), 0, 256 << 10
+        while data := response.read(chunk):
+            digest.update(data)
+            received += len(data)
+            time.sleep(len(data) / SLOW_CLIENT_BYTES_PER_SECOND)
+        conn.close()
+    assert received == LONG_FILE_BYTES
+    assert digest.hexdigest() == sha256

@@ -1,0 +1,82 @@
+"""The download gateway with S3 storage (moto's S3 server on loopback): links answer with a
+redirect to a short-lived presigned GET, and the bucket serves the bytes."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from access.distribution.models import DownloadEvent
+from access.distribution.tokens import link_path
+
+
+@pytest.fixture
+def bundle(s3_storage, published_demo_weights, researcher, reviewer, bundle_make):
+    return bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+
+
+def _fetch(url: str, headers: dict | None = None):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        return response.status, response.headers, response.read()  # headers: case-insensitive
+
+
+def test_every_demo_file_downloads_from_the_bucket_with_its_sha256(client, settings, bundle, s3_server, sha256_of):
+    for link in bundle.links.select_related("file"):
+        response = client.get(link_path(link))
+        assert response.status_code == 302
+        assert response["Cache-Control"] == "no-store"
+        location = response["Location"]
+        assert location.startswith(f"{s3_server}/{settings.S3_BUCKET}/")
+        query = parse_qs(urlsplit(location).query)
+        assert int(query["X-Amz-Expires"][0]) == settings.DOWNLOAD_PRESIGNED_URL_SECONDS <= 900
+
+        status, headers, body = _fetch(location)
+        assert status == 200
+        assert sha256_of(body) == link.file.sha256
+        assert headers["Content-Disposition"] == f'attachment; filename="{link.file.name}"'
+        link.refresh_from_db()
+        assert link.downloads_used == 1
+    assert set(DownloadEvent.objects.values_list("status_code", "outcome", "counted")) == {(302, "redirected", True)}
+
+
+def test_resume_through_the_redirect_completes_the_file_without_counting(client, bundle, sha256_of):
+    link = bundle.links.select_related("file").get(file__name="consolidated.01.pth")
+    first = client.get(link_path(link))
+    _, _, whole = _fetch(first["Location"])
+    partial = whole[:12_345]  # the connection dropped here
+
+    resumed = client.get(link_path(link), HTTP_RANGE="bytes=12345-")
+    assert resumed.status_code == 302
+    status, headers, rest = _fetch(resumed["Location"], {"Range": "bytes=12345-"})
+    assert status == 206
+    assert headers["Content-Range"] == f"bytes 12345-{link.file.size - 1}/{link.file.size}"
+    assert sha256_of(partial + rest) == link.file.sha256
+    link.refresh_from_db()
+    assert link.downloads_used == 1
+
+
+def test_the_bucket_itself_stays_private(bundle, s3_server, settings):
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _fetch(f"{s3_server}/{settings.S3_BUCKET}/{link.file.storage_key}")
+    assert refused.value.code == 403
+    refused.value.close()
+
+
+def test_a_presigned_url_is_reused_for_a_minute_then_signed_afresh(client, settings, bundle):
+    link = bundle.links.select_related("file").get(file__name="params.json")
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        first = client.get(link_path(link))["Location"]
+        traveller.shift(59)
+        assert client.get(link_path(link))["Location"] == first  # still valid for 900 - 59 s
+        traveller.shift(2)
+        fresh = client.get(link_path(link))["Location"]
+    assert fresh != first
+    assert int(parse_qs(urlsplit(fresh).query)["X-Amz-Expires"][0]) == settings.DOWNLOAD_PRESIGNED_URL_SECONDS
+    link.refresh_from_db()
+    assert link.downloads_used == 3  # reuse saves signing, never the count
