@@ -22,7 +22,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
         )
 
     def has_delete_permission(self, request, obj=None):
-        # Catalog rows are referenced by requests, grants and the audit log: unlist, never delete.
+        # The rows edited this way are referenced by other records and by the audit log: they are
+        # retired (unlisted, deactivated), never deleted.
         return False
 
 
@@ -44,13 +45,16 @@ class ReadOnlyModelAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyInline(admin.TabularInline):
+    """Rows shown as part of their parent: whoever holds ``parent_view_permission`` (the
+    permission to view the parent) reads them with it."""
+
     extra = 0
     can_delete = False
     show_change_link = False
+    parent_view_permission = ""
 
     def has_view_permission(self, request, obj=None):
-        # Part of the request: whoever may read the request reads these with it.
-        return request.user.has_perm("access.view_accessrequest")
+        return bool(self.parent_view_permission) and request.user.has_perm(self.parent_view_permission)
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -7,15 +7,22 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 
+def service_errors_to_form(form, exc: ValidationError, field_map: dict[str, str] | None = None) -> None:
+    """Put a service's ``{field: [messages]}`` errors on the form's fields (``field_map`` renames
+    the service's field names to the form's); anything else becomes a form-wide error, so no
+    message is ever lost."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc.messages)
+        return
+    field_map = field_map or {}
+    for field, errors in exc.message_dict.items():
+        target = field_map.get(field, field)
+        form.add_error(target if target in form.fields else None, errors)
+
+
 class ServiceErrorsMixin:
     def service_errors_add(self, exc: ValidationError) -> None:
-        """Put a service's ``{field: [messages]}`` errors on the matching fields;
-        anything else becomes a form-wide error, so no message is ever lost."""
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for field, errors in exc.message_dict.items():
-            self.add_error(field if field in self.fields else None, errors)
+        service_errors_to_form(self, exc)
 
 
 def blank_choice(label: str, choices) -> list[tuple[str, str]]:

@@ -28,7 +28,8 @@ from access.grants.selectors import (
 from access.grants.services import grant_create, grant_reinstate, grant_revoke, grant_suspend
 from access.review.permissions import reviewer_page
 from portal.errors import StateConflict
-from portal.pages import service_errors_to_form, with_query
+from portal.forms import service_errors_to_form
+from portal.pages import with_query
 
 GRANTS_PAGE_SIZE = 50
 GRANT_ACTIONS = ("revoke", "suspend", "reinstate")

@@ -7,11 +7,13 @@ from portal.admin_base import ReadOnlyInline, ReadOnlyModelAdmin
 
 
 class RequestedVariantInline(ReadOnlyInline):
+    parent_view_permission = "access.view_accessrequest"
     model = RequestedVariant
     fields = ["variant", "decision"]
 
 
 class ScreeningFlagInline(ReadOnlyInline):
+    parent_view_permission = "access.view_accessrequest"
     model = ScreeningFlag
     fields = ["code", "reason", "review_round", "created_at"]
 

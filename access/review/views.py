@@ -54,7 +54,8 @@ from access.review.stats import (
     time_to_decision,
 )
 from portal.errors import StateConflict
-from portal.pages import service_errors_to_form, with_query
+from portal.forms import service_errors_to_form
+from portal.pages import with_query
 
 QUEUE_PAGE_SIZE = 50
 # Age badges of the queue: green below AMBER, amber below RED, red from RED days on.
