@@ -27,9 +27,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """For rows whose state changes only through services (which check the rules and
-    write the audit events): the admin shows them and never adds, edits or deletes."""
+class _ReadOnly:
+    """Shows every field and never adds, edits or deletes."""
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
@@ -44,7 +43,12 @@ class ReadOnlyModelAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyModelAdmin(_ReadOnly, admin.ModelAdmin):
+    """For rows whose state changes only through services (which check the rules and
+    write the audit events): the admin shows them and never adds, edits or deletes."""
+
+
+class ReadOnlyInline(_ReadOnly, admin.TabularInline):
     """Rows shown as part of their parent: whoever holds ``parent_view_permission`` (the
     permission to view the parent) reads them with it."""
 
@@ -55,15 +59,3 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         return bool(self.parent_view_permission) and request.user.has_perm(self.parent_view_permission)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

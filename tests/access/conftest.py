@@ -297,3 +297,11 @@ def live_grant(researcher, reviewer, llama_catalog):
     return grant_create(
         user=researcher, variant=ModelVariant.objects.get(slug="llama-7b"), actor=reviewer, reason="Vetted co-author."
     )
+
+
+@pytest.fixture
+def scheduled_email_settings(settings):
+    """What the scheduled emails read: the site's name and public URL, and the reminder lead time."""
+    settings.PORTAL_SITE_NAME = "Model Weights Portal"
+    settings.PORTAL_BASE_URL = "http://testserver.example"
+    settings.GRANT_EXPIRY_REMINDER_DAYS = 14

@@ -5,7 +5,6 @@ outbox."""
 from __future__ import annotations
 
 import datetime as dt
-from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -17,20 +16,12 @@ from access.catalog.selectors import license_current
 from access.grants import tasks as grants_tasks
 from access.grants.models import Grant, GrantStatus
 from access.grants.services import grant_accept_license, grant_create, grant_revoke, grant_suspend
+from tests.helpers import clock_at, html_of
 
 SITE = "[Model Weights Portal]"
 
 
-@pytest.fixture(autouse=True)
-def _portal_settings(settings):
-    settings.PORTAL_SITE_NAME = "Model Weights Portal"
-    settings.PORTAL_BASE_URL = "http://testserver.example"
-    settings.GRANT_EXPIRY_REMINDER_DAYS = 14
-
-
-def _at(moment):
-    """Run the block as if the clock showed ``moment``."""
-    return mock.patch("django.utils.timezone.now", return_value=moment)
+pytestmark = pytest.mark.usefixtures("scheduled_email_settings")
 
 
 def _grant(user, actor, slug="llama-7b", *, days: float | None = None, accept: bool = False) -> Grant:
@@ -42,11 +33,6 @@ def _grant(user, actor, slug="llama-7b", *, days: float | None = None, accept: b
     return Grant.objects.get(pk=grant.pk)
 
 
-def _html(message) -> str:
-    (html,) = [content for content, mimetype in message.alternatives if mimetype == "text/html"]
-    return html
-
-
 # --- Expiry ---------------------------------------------------------------------------------------
 
 
@@ -55,7 +41,7 @@ def test_the_expiry_task_expires_due_grants_and_reports_how_many(researcher, out
     not_yet = _grant(outsider, reviewer, days=30)
 
     assert grants_tasks.grants_expire_due.delay().get() == 0
-    with _at(due.expires_at + dt.timedelta(minutes=5)):
+    with clock_at(due.expires_at + dt.timedelta(minutes=5)):
         assert grants_tasks.grants_expire_due.delay().get() == 1
         assert grants_tasks.grants_expire_due.delay().get() == 0
 
@@ -68,7 +54,7 @@ def test_a_suspended_grant_past_its_end_date_is_expired_too(researcher, reviewer
     grant = _grant(researcher, reviewer, days=3, accept=True)
     grant_suspend(grant=grant, actor=reviewer, reason="Investigating.")
 
-    with _at(grant.expires_at + dt.timedelta(hours=1)):
+    with clock_at(grant.expires_at + dt.timedelta(hours=1)):
         assert grants_tasks.grants_expire_due() == 1
 
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.EXPIRED
@@ -89,7 +75,7 @@ def test_the_holder_is_reminded_once_before_the_grant_ends(researcher, reviewer,
     assert message.subject == f"{SITE} Your access to LLaMA 7B ends on {ends}"
     assert f"Your access to LLaMA 7B ends on {ends}" in message.body
     assert "http://testserver.example" + reverse("grants") in message.body
-    assert "<strong>LLaMA 7B</strong>" in _html(message)
+    assert "<strong>LLaMA 7B</strong>" in html_of(message)
     assert Grant.objects.get(pk=grant.pk).expiry_reminder_sent_at is not None
     event = AuditEvent.objects.get(action="grant.expiry_reminder_sent")
     assert (event.target_id, event.details) == (str(grant.pk), {"user": researcher.email})
@@ -101,11 +87,11 @@ def test_the_reminder_waits_until_the_end_date_is_within_the_reminder_window(
     grant = _grant(researcher, reviewer, days=30, accept=True)
 
     assert grants_tasks.grants_remind_expiring() == 0
-    with _at(grant.expires_at - dt.timedelta(days=15)):
+    with clock_at(grant.expires_at - dt.timedelta(days=15)):
         assert grants_tasks.grants_remind_expiring() == 0
-    with _at(grant.expires_at - dt.timedelta(days=13)):
+    with clock_at(grant.expires_at - dt.timedelta(days=13)):
         assert grants_tasks.grants_remind_expiring() == 1
-    with _at(grant.expires_at - dt.timedelta(days=1)):
+    with clock_at(grant.expires_at - dt.timedelta(days=1)):
         assert grants_tasks.grants_remind_expiring() == 0
 
     assert len(mailoutbox) == 1
@@ -135,7 +121,7 @@ def test_no_reminder_for_grants_without_an_end_date_or_no_longer_live(
     grant_suspend(grant=suspended, actor=reviewer, reason="Investigating.")
     ended = _grant(outsider, reviewer, "llama-13b", days=5)
 
-    with _at(ended.expires_at + dt.timedelta(hours=1)):  # past the end: too late for a reminder
+    with clock_at(ended.expires_at + dt.timedelta(hours=1)):  # past the end: too late for a reminder
         assert grants_tasks.grants_remind_expiring() == 0
 
     assert grants_tasks.grants_remind_expiring() == 1  # only `ended`, which is still live and ends in 5 days

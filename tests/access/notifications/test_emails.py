@@ -31,6 +31,7 @@ from access.review.services import (
 )
 from portal import roles
 from tests.factories import UserFactory
+from tests.helpers import html_of
 
 SITE = "[Model Weights Portal]"
 
@@ -45,13 +46,6 @@ def _portal_settings(settings):
     settings.PORTAL_BASE_URL = "http://testserver.example"
     settings.DEFAULT_FROM_EMAIL = "portal@testserver.example"
     settings.REVIEWER_NOTIFICATIONS = "immediate"
-
-
-def html_of(message) -> str:
-    """The HTML alternative; every email of the workflow has exactly one."""
-    htmls = [content for content, mimetype in message.alternatives if mimetype == "text/html"]
-    assert len(htmls) == 1, message.alternatives
-    return htmls[0]
 
 
 def assert_well_formed(message) -> None:

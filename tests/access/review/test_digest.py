@@ -5,7 +5,6 @@ Django's locmem outbox."""
 from __future__ import annotations
 
 import datetime as dt
-from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -17,25 +16,12 @@ from access.review import tasks as review_tasks
 from access.review.services import access_request_claim, access_request_reject, access_request_request_info
 from portal import roles
 from tests.factories import UserFactory
+from tests.helpers import clock_at, html_of
 
 SITE = "[Model Weights Portal]"
 
 
-@pytest.fixture(autouse=True)
-def _portal_settings(settings):
-    settings.PORTAL_SITE_NAME = "Model Weights Portal"
-    settings.PORTAL_BASE_URL = "http://testserver.example"
-    settings.GRANT_EXPIRY_REMINDER_DAYS = 14
-
-
-def _at(moment):
-    """Run the block as if the clock showed ``moment``."""
-    return mock.patch("django.utils.timezone.now", return_value=moment)
-
-
-def _html(message) -> str:
-    (html,) = [content for content, mimetype in message.alternatives if mimetype == "text/html"]
-    return html
+pytestmark = pytest.mark.usefixtures("scheduled_email_settings")
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ def test_the_digest_lists_the_requests_waiting_for_review(
     assert sorted(message.bcc) == sorted([reviewer.email, admin_user.email])
     assert message.subject == f"{SITE} 2 requests waiting for review"
     old.refresh_from_db()
-    for part in (message.body, _html(message)):
+    for part in (message.body, html_of(message)):
         assert f"the oldest, {old.reference}, since {old.submitted_at:%-d %B %Y}" in part
         assert f"{new.reference}: Ada Lovelace (University of Example)" in part
         assert "Eve Example" not in part  # waiting, but not new in the last day
@@ -84,7 +70,7 @@ def test_the_digest_names_no_new_request_when_only_old_ones_wait(
     (message,) = mailoutbox
     assert message.subject == f"{SITE} 1 request waiting for review"
     assert "- none" in message.body
-    assert "<li>none</li>" in _html(message)
+    assert "<li>none</li>" in html_of(message)
 
 
 def test_a_resubmitted_request_waits_in_the_digest(
@@ -127,7 +113,7 @@ def test_the_digest_counts_new_requests_by_the_clock(
 ):
     access_request = submit(researcher)
 
-    with _at(timezone.now() + dt.timedelta(days=2)):
+    with clock_at(timezone.now() + dt.timedelta(days=2)):
         review_tasks.reviewer_digest_send()
 
     assert access_request.reference in mailoutbox[0].body  # still the oldest waiting
