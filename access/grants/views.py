@@ -46,7 +46,7 @@ def grant_list(request):
 
 
 def _license_page(request, grant: Grant, form: LicenseAcceptForm, status: int = 200):
-    grant = grants_annotate_effective_status([grant])[0]
+    # ``grant`` comes from grant_get_for_holder, with its effective status set.
     return render(
         request,
         "access/apply/grant_license.html",
