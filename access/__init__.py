@@ -1,7 +1,7 @@
 """Who may get which weights, and what they did with them: the ``access`` Django app.
 
 One app (label ``access``: tables, permissions and audit strings depend on it), one
-package per domain, lowest first:
+package per domain:
 
 - ``audit``: the append-only audit log every state change writes to.
 - ``notifications``: email delivery and the links emails carry.
@@ -17,9 +17,12 @@ package per domain, lowest first:
 
 Each domain holds what it needs of ``models``, ``services`` (every write),
 ``selectors`` (reads), ``forms``, ``views``, ``api``, ``serializers``, ``urls``,
-``api_urls``, ``admin`` and ``tasks``. Domains use each other only through
-``models``, ``services``, ``selectors``, ``serializers`` and ``permissions``; the
-contracts in ``pyproject.toml`` check this (``lint-imports``).
+``api_urls``, ``admin`` and ``tasks``, and modules of its own topics. Another domain
+may import only its ``models``, ``services``, ``selectors``, ``serializers`` and
+``permissions``; no two modules import each other in a cycle; the tables depend
+downwards only. ``lint-imports`` checks all three (contracts in ``pyproject.toml``).
+The domains are not a strict stack: the catalog's pages show the caller's access
+(grants), and a submission runs the review policies.
 
 ``access.models``, ``access.admin`` and ``access.tasks`` are the indexes Django and
 Celery look for; they only import the domains' modules.

@@ -108,16 +108,16 @@ def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researche
 
     call_command("migrate", verbosity=0, interactive=False)
     from access.catalog.models import ModelVariant
-    from access.catalog.seed import catalog_seed_llama
     from access.catalog.selectors import license_current
     from access.distribution.bundles import bundle_create
     from access.distribution.models import WeightFile
     from access.distribution.tokens import link_path
     from access.grants.services import grant_accept_license, grant_create
+    from access.seed import llama_release_seed
     from portal import roles
     from portal.services import user_create
 
-    catalog_seed_llama()
+    llama_release_seed()
     variant = ModelVariant.objects.get(slug="llama-demo-tiny")
     WeightFile.objects.create(variant=variant, name="params.json", storage_key="llama-demo-tiny/params.json",
                               size=2, sha256=hashlib.sha256(b"{}").hexdigest(), md5=hashlib.md5(b"{}").hexdigest())

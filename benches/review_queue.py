@@ -64,7 +64,6 @@ def _seed(count: int):
     from django.utils import timezone
 
     from access.catalog.models import ModelVariant
-    from access.catalog.seed import catalog_seed_llama
     from access.catalog.selectors import license_current
     from access.requests.models import (
         AccessRequest,
@@ -75,11 +74,12 @@ def _seed(count: int):
         ScreeningFlagCode,
     )
     from access.review.models import DecisionKind, ReviewDecision
+    from access.seed import llama_release_seed
     from portal import roles
     from portal.models import User
     from portal.services import user_role_set
 
-    catalog_seed_llama()
+    llama_release_seed()
     reviewer = User.objects.create_user("bench.reviewer@lab.example.org", "bench-password-1")
     user_role_set(user=reviewer, role=roles.REVIEWER)
     variants = list(ModelVariant.objects.filter(slug__in=["llama-7b", "llama-13b", "llama-33b", "llama-65b"]))

@@ -12,7 +12,7 @@ def service_errors_to_form(form, exc: ValidationError, field_map: dict[str, str]
     the service's field names to the form's); anything else becomes a form-wide error, so no
     message is ever lost."""
     if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc.messages)
+        form.add_error(None, exc)
         return
     field_map = field_map or {}
     for field, errors in exc.message_dict.items():
@@ -27,6 +27,23 @@ class ServiceErrorsMixin:
 
 def blank_choice(label: str, choices) -> list[tuple[str, str]]:
     return [("", label), *choices]
+
+
+class RowIdField(forms.IntegerField):
+    """A hidden id of the row the page showed (a license version, say), cleaned to that row;
+    ``missing`` says what to do when it is not there any more."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, *, queryset, missing: str, **kwargs):
+        super().__init__(**kwargs)
+        self.queryset, self.missing = queryset, missing
+
+    def clean(self, value):
+        row = self.queryset.filter(pk=super().clean(value)).first()
+        if row is None:
+            raise ValidationError(self.missing)
+        return row
 
 
 class FutureDateField(forms.DateField):

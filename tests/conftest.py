@@ -232,9 +232,9 @@ def api_client():
 
 @pytest.fixture
 def llama_catalog(db):
-    from access.catalog.seed import catalog_seed_llama
+    from access.seed import llama_release_seed
 
-    return catalog_seed_llama()
+    return llama_release_seed()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -74,7 +74,7 @@ def s3_storage(s3_server, settings):
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory):
-    from access.catalog.seed import TINY_DEMO
+    from access.catalog.services import TINY_DEMO
     from inference.llama.checkpoint import tiny_llama_make
 
     return tiny_llama_make(tmp_path_factory.mktemp("demo-checkpoint") / "llama-demo-tiny", n_shards=2, **TINY_DEMO)

@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from access.audit.services import audit_event_record
 from access.catalog.models import ModelFamily, ModelVariant
-from access.catalog.services import license_publish
-from access.review.seed import rejection_templates_seed
+from access.catalog.services import TINY_DEMO, license_publish
 
 SEED_DIR = Path(__file__).resolve().parent / "texts"
 LLAMA_LANGUAGES = [
@@ -32,8 +31,6 @@ LLAMA_VARIANTS = [
     ("llama-33b", "33B", 32_528_943_616, 1_400_000_000_000, 6656, 52, 60, "1.5e-4", 4, 1, False),
     ("llama-65b", "65B", 65_286_012_928, 1_400_000_000_000, 8192, 64, 80, "1.5e-4", 8, 2, False),
 ]
-# The local demo checkpoint made by make_tiny_llama: same architecture, tiny sizes.
-TINY_DEMO = {"dim": 64, "n_layers": 2, "n_heads": 4, "vocab_size": 512, "multiple_of": 32}
 
 
 def llama_parameter_count(*, dim: int, n_layers: int, vocab_size: int, multiple_of: int, **_) -> int:
@@ -129,7 +126,6 @@ def catalog_seed_llama(*, actor=None) -> ModelFamily:
             effective_at=timezone.make_aware(dt.datetime(2023, 2, 24)),
             actor=actor,
         )
-    rejection_templates_seed(actor=actor)
     return family
 
 

@@ -35,7 +35,9 @@ def licenses_current_by_family(families) -> dict[int, LicenseVersion]:
     current: dict[int, LicenseVersion] = {}
     family_ids = {family.pk for family in families}
     for license_version in (
-        LicenseVersion.objects.effective().filter(family_id__in=family_ids).order_by("family_id", "-effective_at", "-pk")
+        LicenseVersion.objects.effective()
+        .filter(family_id__in=family_ids)
+        .order_by("family_id", "-effective_at", "-pk")
     ):
         current.setdefault(license_version.family_id, license_version)
     return current

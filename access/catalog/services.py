@@ -1,4 +1,4 @@
-"""Catalog and license state changes: publishing licenses, seeding the LLaMA family."""
+"""Catalog state changes: publishing a license version. And the sizes of the tiny demo variant."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from django.utils import timezone
 
 from access.audit.services import audit_event_record
 from access.catalog.models import LicenseVersion, ModelFamily, license_text_sha256
+
+# The local demo checkpoint (make_tiny_llama) of the llama-demo-tiny variant: LLaMA's architecture, tiny sizes.
+TINY_DEMO = {"dim": 64, "n_layers": 2, "n_heads": 4, "vocab_size": 512, "multiple_of": 32}
 
 
 def license_text_normalize(text: str) -> str:
@@ -60,3 +63,4 @@ def license_publish(
         },
     )
     return license_version
+

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from access.audit.services import audit_event_record
 from access.catalog.models import ModelVariant
-from access.catalog.seed import TINY_DEMO
+from access.catalog.services import TINY_DEMO
 from access.distribution.models import DownloadEvent, WeightFile
 from access.distribution.storage import CHUNK_BYTES, StorageError, weight_storage
 

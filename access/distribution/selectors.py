@@ -47,11 +47,3 @@ def bundles_suspended_by_leak_rule(*, days: int = LEAK_ALERT_DAYS) -> QuerySet[D
         .select_related("grant__user", "grant__variant")
         .order_by("-suspended_at", "-id")
     )
-
-
-def bundle_networks(bundle: DownloadBundle, *, since: dt.datetime | None = None) -> list[str]:
-    """The distinct client networks (/24, /48) the bundle's links were requested from."""
-    events = DownloadEvent.objects.filter(bundle=bundle).exclude(network="")
-    if since is not None:
-        events = events.filter(created_at__gte=since)
-    return sorted(set(events.values_list("network", flat=True)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.urls import reverse
 
 from access.distribution.models import DownloadBundle
 from access.notifications.services import EMAIL_TASK_OPTIONS, absolute_url, email_send, reviewer_emails
@@ -11,9 +12,6 @@ from access.notifications.services import EMAIL_TASK_OPTIONS, absolute_url, emai
 @shared_task(name="access.notify_download_leak_suspected", **EMAIL_TASK_OPTIONS)
 def notify_download_leak_suspected(bundle_id: int) -> None:
     """Tell the reviewers that the leak rule suspended a bundle (enqueued by ``bundle_leak_check``)."""
-    from django.urls import reverse
-
-
     bundle = DownloadBundle.objects.select_related("grant__user", "grant__variant").filter(pk=bundle_id).first()
     if bundle is None or bundle.suspended_at is None:
         return

@@ -130,7 +130,8 @@ class ReviewGrantListCreateApi(generics.ListAPIView):
             request=request,
         )
         return Response(
-            ReviewGrantSerializer(grant_get_for_manager(request.user, grant.pk, missing=_MANAGER_MISSING)).data, status=status.HTTP_201_CREATED
+            ReviewGrantSerializer(grant_get_for_manager(request.user, grant.pk, missing=_MANAGER_MISSING)).data,
+            status=status.HTTP_201_CREATED,
         )
 
 
@@ -144,7 +145,7 @@ class ReviewGrantRevokeApi(APIView):
         responses={200: ReviewGrantSerializer, **error_responses(400, 403, 404, 409)},
     )
     def post(self, request, pk: int):
-        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING)
+        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING, acting=True)
         serializer = GrantRevokeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grant_revoke(grant=grant, actor=request.user, **serializer.validated_data, request=request)
@@ -161,7 +162,7 @@ class ReviewGrantSuspendApi(APIView):
         responses={200: ReviewGrantSerializer, **error_responses(400, 403, 404, 409)},
     )
     def post(self, request, pk: int):
-        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING)
+        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING, acting=True)
         serializer = GrantSuspendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grant_suspend(grant=grant, actor=request.user, reason=serializer.validated_data["reason"], request=request)
@@ -178,7 +179,7 @@ class ReviewGrantReinstateApi(APIView):
         responses={200: ReviewGrantSerializer, **error_responses(400, 403, 404, 409)},
     )
     def post(self, request, pk: int):
-        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING)
+        grant = grant_get_for_manager(request.user, pk, missing=_MANAGER_MISSING, acting=True)
         serializer = GrantReinstateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grant_reinstate(grant=grant, actor=request.user, reason=serializer.validated_data["reason"], request=request)

@@ -9,16 +9,18 @@ import datetime as dt
 from django import forms
 from django.core.exceptions import ValidationError
 
-from access.catalog.fields import LicenseIdField
-from access.catalog.models import ModelVariant
+from access.catalog.models import LicenseVersion, ModelVariant
 from access.grants.models import Grant, GrantStatus
 from access.grants.services import end_of_day_after, grant_accept_license
-from portal.forms import FutureDateField, ServiceErrorsMixin, blank_choice
+from portal.forms import FutureDateField, RowIdField, ServiceErrorsMixin, blank_choice
 from portal.models import User
 
 
 class LicenseAcceptForm(ServiceErrorsMixin, forms.Form):
-    license_id = LicenseIdField()
+    license_id = RowIdField(
+        queryset=LicenseVersion.objects.select_related("family"),
+        missing="Reload the page and read the license shown there.",
+    )
     accept = forms.BooleanField(
         label="I have read this license and accept its terms.",
         error_messages={"required": "Tick the box to accept the license."},

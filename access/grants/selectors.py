@@ -16,12 +16,6 @@ ACCESS_NONE = "none"
 ACCESS_STATES = ("none", "requested", "license_required", "active", "suspended", "revoked", "expired")
 
 
-def licenses_accepted(user, license_ids) -> set[int]:
-    return set(
-        LicenseAcceptance.objects.filter(user=user, license_id__in=license_ids).values_list("license_id", flat=True)
-    )
-
-
 def grant_status_effective(*, status: str, expires_at, needs_license: bool, now) -> str:
     """The status a grant is enforced with: a stored ``active`` one whose holder has not
     accepted the family's current license counts as ``license_required``; an ``active`` or
@@ -100,19 +94,29 @@ def grants_for_review(*, status: str = "", variant: str = "", email: str = "") -
     email = email.strip()
     if email:
         whole_address = "@" in email and "." in email.rsplit("@", 1)[1]
-        grants = grants.filter(user__email__iexact=email) if whole_address else grants.filter(user__email__icontains=email)
+        matching = {"user__email__iexact": email} if whole_address else {"user__email__icontains": email}
+        grants = grants.filter(**matching)
     return grants
 
 
-def grant_get_for_manager(user, grant_id: int, *, missing: str = "No such grant.") -> Grant:
-    """A grant for a reviewer who manages grants, with its effective status: 403 without that
-    permission, 404 (``missing``) when there is none. The first line of every reviewer view that
-    takes a grant id. (Acting on one's own grant is refused by the grant services.)"""
+def grant_manager_required(user) -> None:
+    """403 unless the user is a reviewer who manages grants."""
     if not user.has_perm("access.manage_grants"):
         raise PermissionDenied("Only reviewers who manage grants can do this.")
+
+
+def grant_get_for_manager(user, grant_id: int, *, missing: str = "No such grant.", acting: bool = False) -> Grant:
+    """A grant for a reviewer who manages grants, with its effective status: 403 without that
+    permission, 404 (``missing``) when there is none, and with ``acting`` (about to revoke,
+    suspend or reinstate it) 403 for the reviewer's own grant, before anything else is read:
+    decisions about one's own access are always someone else's (the grant services refuse them
+    too). The first line of every reviewer view that takes a grant id."""
+    grant_manager_required(user)
     grant = grants_for_review().filter(pk=grant_id).first()
     if grant is None:
         raise Http404(missing)
+    if acting and grant.user_id == user.pk:
+        raise PermissionDenied("You cannot manage your own access; another reviewer must.")
     return grants_annotate_effective_status([grant])[0]
 
 

@@ -60,7 +60,9 @@ class GrantEndField(serializers.DateTimeField):
 class GrantCreateSerializer(serializers.Serializer):
     email = serializers.EmailField(help_text="The researcher's account email.")
     variant = serializers.SlugRelatedField(
-        slug_field="slug", queryset=ModelVariant.objects.all(), error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE}
+        slug_field="slug",
+        queryset=ModelVariant.objects.all(),
+        error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE},
     )
     reason = serializers.CharField(help_text="Why access is granted without a request.")
     expires_at = GrantEndField(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.urls import reverse
 
 from access.grants.models import Grant
 from access.grants.services import grant_mark_reminded, grants_due_for_reminder
@@ -29,9 +30,6 @@ def grants_remind_expiring() -> int:
 
 @shared_task(name="access.notify_grant_expiring", **EMAIL_TASK_OPTIONS)
 def notify_grant_expiring(grant_id: int) -> None:
-    from django.urls import reverse
-
-
     grant = Grant.objects.select_related("user", "variant").filter(pk=grant_id).first()
     if grant is None or grant.expires_at is None:
         return

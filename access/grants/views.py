@@ -21,6 +21,7 @@ from access.grants.models import Grant
 from access.grants.selectors import (
     grant_get_for_holder,
     grant_get_for_manager,
+    grant_manager_required,
     grants_annotate_effective_status,
     grants_for_review,
     grants_for_user,
@@ -83,13 +84,8 @@ def grant_license(request, pk: int):
 # --- The reviewers' grant pages --------------------------------------------------------------
 
 
-def _require_grant_manager(request) -> None:
-    if not request.user.has_perm("access.manage_grants"):
-        raise PermissionDenied("Only reviewers who manage grants can open this page.")
-
-
 def _grants_page(request, create_form: GrantCreateForm, status: int = 200):
-    _require_grant_manager(request)
+    grant_manager_required(request.user)
     variants = list(ModelVariant.objects.order_by("family__name", "position", "parameters"))
     filter_form = GrantFilterForm(request.GET, variants=variants)
     filter_form.is_valid()
@@ -120,7 +116,7 @@ def _grants_page(request, create_form: GrantCreateForm, status: int = 200):
 def review_grants(request):
     if request.method == "GET":
         return _grants_page(request, GrantCreateForm())
-    _require_grant_manager(request)
+    grant_manager_required(request.user)
     form = GrantCreateForm(request.POST)
     if not form.is_valid():
         return _grants_page(request, form, status=400)

@@ -11,6 +11,15 @@ from django.urls import reverse
 
 from portal.models import User
 
+EMAIL_TASK_OPTIONS = {
+    "ignore_result": True,
+    "autoretry_for": (OSError,),  # SMTP hiccups: retry with back-off
+    "retry_backoff": 30,
+    "max_retries": 5,
+    "soft_time_limit": 60,
+    "time_limit": 90,
+}
+
 
 def absolute_url(path: str) -> str:
     return settings.PORTAL_BASE_URL.rstrip("/") + path
@@ -54,11 +63,3 @@ def review_url(access_request) -> str:
     return absolute_url(reverse("review-detail", args=[access_request.pk]))
 
 
-EMAIL_TASK_OPTIONS = {
-    "ignore_result": True,
-    "autoretry_for": (OSError,),  # SMTP hiccups: retry with back-off
-    "retry_backoff": 30,
-    "max_retries": 5,
-    "soft_time_limit": 60,
-    "time_limit": 90,
-}

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from access.requests.models import AccessRequest
+from portal.validators import text_length_check
 
 EDITABLE_FIELDS = ("full_name", "affiliation", "organization_type", "position", "country", "use_case", "publications")
 
@@ -51,12 +52,6 @@ def _publications_clean(publications: list[str]) -> list[str]:
 def _one_line(text: str) -> str:
     # Names end up in email subjects and CSV rows: no line breaks, single spaces.
     return " ".join((text or "").split())
-
-
-def text_length_check(*, field: str, text: str, limit: int | None = None) -> None:
-    limit = limit or settings.REVIEW_TEXT_MAX_CHARS
-    if text and len(text) > limit:
-        raise ValidationError({field: [f"Keep this under {limit:,} characters (it has {len(text):,})."]})
 
 
 def application_apply(access_request: AccessRequest, data: ApplicationData) -> None:

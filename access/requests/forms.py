@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_countries.fields import CountryField
 
-from access.catalog.fields import LicenseIdField
+from access.catalog.models import LicenseVersion
 from access.requests.application import ApplicationData
 from access.requests.models import AccessRequest, OrganizationType
 from access.requests.services import access_request_resubmit, access_request_submit
-from portal.forms import ServiceErrorsMixin
+from portal.forms import RowIdField, ServiceErrorsMixin
 
 
 def _lines(text: str) -> list[str]:
@@ -95,7 +95,10 @@ class AccessRequestForm(ApplicationForm):
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one model."},
     )
-    license_id = LicenseIdField()
+    license_id = RowIdField(
+        queryset=LicenseVersion.objects.select_related("family"),
+        missing="Reload the page and read the license shown there.",
+    )
     agree = forms.BooleanField(
         label="I have read the license shown above and agree to its terms.",
         error_messages={"required": "Tick the box to agree to the license; access is given only under its terms."},

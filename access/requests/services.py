@@ -12,7 +12,7 @@ from access.catalog.models import LicenseVersion, ModelVariant
 from access.catalog.selectors import license_current
 from access.grants.models import LIVE_GRANT_STATUSES, Grant, GrantStatus
 from access.requests import tasks
-from access.requests.application import EDITABLE_FIELDS, ApplicationData, application_apply, text_length_check
+from access.requests.application import EDITABLE_FIELDS, ApplicationData, application_apply
 from access.requests.models import (
     OPEN_REQUEST_STATUSES,
     AccessRequest,
@@ -24,9 +24,10 @@ from access.requests.models import (
     new_request_reference,
 )
 from access.requests.screening import access_request_screen
-from access.review.policies import access_request_apply_policies
+from access.review.services import access_request_apply_policies
 from portal.errors import StateConflict
 from portal.models import User
+from portal.validators import text_length_check
 
 
 def _variants_check(*, applicant: User, variants: list[ModelVariant], license_version: LicenseVersion) -> None:

@@ -24,7 +24,7 @@ from access.requests.selectors import (
     requests_for_applicant,
 )
 from access.requests.services import access_request_withdraw
-from access.review.approvals import approval_progress
+from access.review.selectors import approval_progress
 from portal.errors import StateConflict
 
 # Access states in which applying again for a model makes no sense (see docs/api.md ``access``).

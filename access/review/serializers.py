@@ -78,7 +78,7 @@ class ReviewRequestListSerializer(AccessRequestSerializer):
     approve before it is approved (the two-person rule); 0 once decided."""
 
     # approvals_needed reads ``approvals_still_needed``, set for a whole page at once by
-    # selectors_review.review_requests_annotate_approvals: no query per row.
+    # selectors.review_requests_annotate_approvals: no query per row.
 
     applicant = serializers.EmailField(source="applicant.email")
     assignee = serializers.EmailField(source="assignee.email", allow_null=True, default=None)

@@ -1,6 +1,7 @@
-"""The reviewers' side: claim and assign, notes, decisions (approve per variant,
-reject with a reason, request more information), the two-person rule, bulk
-decisions and the policies that decide automatically."""
+"""The reviewers' side of a request, every write: claim and assign, notes, decisions (approve per
+variant, reject with a reason, request more information) under the two-person rule, bulk
+decisions, and the policies that decide automatically on submission (the embargo rule and the
+allow-listed email domains)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,21 @@ from access.audit.services import audit_event_record
 from access.catalog.models import ModelVariant
 from access.grants.models import Grant, GrantStatus
 from access.grants.services import grant_create
-from access.requests.application import text_length_check
 from access.requests.models import (
     QUEUE_STATUSES,
     AccessRequest,
     MessageKind,
     RequestMessage,
     RequestStatus,
+    ScreeningFlagCode,
     VariantDecision,
 )
 from access.review import tasks
-from access.review.approvals import approvals_by_variant, pending_variants
 from access.review.models import DecisionKind, ReviewDecision, ReviewNote
+from access.review.selectors import approvals_by_variant, pending_variants
 from portal.errors import StateConflict
 from portal.models import User
+from portal.validators import text_length_check
 
 
 def reviewer_can_review(user) -> bool:
@@ -334,3 +336,64 @@ def access_requests_bulk_decide(
 
 def _notify_decision(access_request: AccessRequest) -> None:
     transaction.on_commit(lambda: tasks.notify_decision.delay(access_request.pk))
+
+
+POLICY_EMBARGO_REJECT = "embargoed_country_reject"
+
+
+POLICY_DOMAIN_APPROVE = "allow_listed_domain_approve"
+
+
+EMBARGO_REASON = (
+    "We cannot offer access to applicants in your country because of export restrictions on these weights."
+)
+
+
+def access_request_apply_policies(*, access_request: AccessRequest, auto_approve: bool = True) -> AccessRequest:
+    """Per-variant policies, each recorded as a decision naming its rule. On submit all of them
+    run; on resubmit only the embargo rule (``auto_approve=False``): a reviewer asked for the new
+    information, so a reviewer decides on it, unless the answer puts the applicant in an embargoed
+    country. Only this round's screening flags count."""
+    flags = set(access_request.flags.filter(review_round=access_request.review_round).values_list("code", flat=True))
+    pending = pending_variants(access_request)
+    if ScreeningFlagCode.EMBARGOED_COUNTRY in flags:
+        embargoed = [v for v in pending if v.auto_reject_embargoed]
+        if embargoed and len(embargoed) == len(pending):
+            return access_request_reject(
+                access_request=access_request, reviewer=None, reason=EMBARGO_REASON, policy_rule=POLICY_EMBARGO_REJECT
+            )
+        if embargoed:
+            access_request.requested_variants.filter(variant__in=embargoed).update(decision=VariantDecision.DECLINED)
+            decision_record(
+                access_request=access_request,
+                reviewer=None,
+                kind=DecisionKind.REJECT,
+                reason=EMBARGO_REASON,
+                variants=embargoed,
+                policy_rule=POLICY_EMBARGO_REJECT,
+            )
+            # The applicant reads why these models were declined; the rest goes to a reviewer.
+            RequestMessage.objects.create(
+                request=access_request,
+                kind=MessageKind.DECISION,
+                text=f"Not approved: {', '.join(v.name for v in embargoed)}. {EMBARGO_REASON}",
+            )
+            audit_event_record(
+                action="access_request.variants_declined_by_policy",
+                target=access_request,
+                details={"policy": POLICY_EMBARGO_REJECT, "variants": [v.slug for v in embargoed]},
+            )
+            pending = [v for v in pending if v not in embargoed]
+    if flags or not pending or not auto_approve:
+        return access_request  # any screening flag means a person looks at it
+    domain = access_request.applicant.email.rsplit("@", 1)[-1].lower()
+
+    def allowed(variant: ModelVariant) -> bool:
+        domains = [d.lower().lstrip(".") for d in variant.auto_approve_email_domains]
+        return variant.approvals_required == 1 and any(domain == d or domain.endswith("." + d) for d in domains)
+
+    if all(allowed(v) for v in pending):
+        return access_request_approve(
+            access_request=access_request, reviewer=None, variants=pending, policy_rule=POLICY_DOMAIN_APPROVE
+        )
+    return access_request

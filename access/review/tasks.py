@@ -6,6 +6,7 @@ import datetime as dt
 
 from celery import shared_task
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from access.notifications.services import (
@@ -38,8 +39,6 @@ def notify_decision(request_id: int) -> None:
     access_request = access_request_for_email(request_id)
     if access_request is None:
         return
-    from django.urls import reverse
-
     email_send(
         to=[access_request.applicant.email],
         template="decision",
@@ -64,8 +63,6 @@ def reviewer_digest_send() -> int:
     total = waiting.count()
     if not total:
         return 0
-    from django.urls import reverse
-
     return email_send(
         to=[],
         bcc=reviewer_emails(),

@@ -20,7 +20,6 @@ from access.distribution.selectors import LEAK_ALERT_DAYS, bundles_suspended_by_
 from access.grants.selectors import grants_annotate_effective_status, grants_for_user
 from access.requests.models import AccessRequest, RequestStatus, VariantDecision
 from access.requests.selectors import request_audit_events, requests_for_applicant
-from access.review.approvals import approval_rows
 from access.review.charts import (
     CHART_HEIGHT,
     CHART_WIDTH,
@@ -34,6 +33,7 @@ from access.review.models import DecisionKind
 from access.review.permissions import reviewer_page
 from access.review.selectors import (
     access_request_get_for_reviewer,
+    approval_rows,
     review_queue,
     review_requests_annotate_approvals,
     review_status_counts,

@@ -80,7 +80,9 @@ def gateway_link_sql() -> str:
     v_id, v_name, v_family = db_columns(ModelVariant, "id", "name", "family")
     lv_id, lv_family, lv_effective = db_columns(LicenseVersion, "id", "family", "effective_at")
     a_user, a_license = db_columns(LicenseAcceptance, "user", "license")
-    e_bundle, e_created, e_network, e_status = db_columns(DownloadEvent, "bundle", "created_at", "network", "status_code")
+    e_bundle, e_created, e_network, e_status = db_columns(
+        DownloadEvent, "bundle", "created_at", "network", "status_code"
+    )
     # Placeholders in order: now, network, since, public_id. The license subquery orders as
     # license_current. Whether a request from this network already got through the leak rule
     # within its window is one index probe; only a new network can cross the leak limit, and for

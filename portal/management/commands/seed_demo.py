@@ -1,11 +1,12 @@
+import io
 import json
 import secrets
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from access.catalog.seed import catalog_seed_llama
 from portal import roles
 from portal.models import User
 from portal.services import user_create, user_email_mark_verified, user_password_set, user_role_set
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         path = demo_passwords_path()
         passwords = json.loads(path.read_text()) if path.exists() else {}
         with transaction.atomic():
-            catalog_seed_llama()
+            call_command("seed_catalog", stdout=io.StringIO())
             for email, role in DEMO_ACCOUNTS:
                 password = passwords.setdefault(email, f"demo-{secrets.token_urlsafe(9)}")
                 user = User.objects.filter(email=email).first()

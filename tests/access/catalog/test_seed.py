@@ -11,6 +11,8 @@ from access.audit.models import AuditEvent
 from access.catalog.models import LicenseVersion, ModelFamily, ModelVariant
 from access.catalog.seed import catalog_seed_llama
 from access.catalog.selectors import license_current
+from access.review.models import RejectionTemplate
+from access.review.seed import REJECTION_TEMPLATES
 
 
 def test_seeding_llama_twice_creates_each_row_and_audit_event_once(db):
@@ -35,6 +37,8 @@ def test_seed_catalog_command_can_be_run_again_safely(db, llama_slugs):
 
     assert sorted(ModelVariant.objects.values_list("slug", flat=True)) == sorted(llama_slugs)
     assert LicenseVersion.objects.count() == 1
+    # The reviewers' rejection templates come with the release's starting data.
+    assert sorted(RejectionTemplate.objects.values_list("title", flat=True)) == sorted(t for t, _ in REJECTION_TEMPLATES)
 
 
 def test_seeding_keeps_what_an_operator_edited(llama_catalog):

@@ -294,3 +294,19 @@ def test_grant_actions_answer_only_post(reviewer_api, grant, action, assert_erro
 
 def test_grant_actions_on_a_missing_grant_are_not_found(reviewer_api, db, assert_error):
     assert_error(reviewer_api.post(f"{GRANTS}/999999/suspend", {"reason": "x"}, format="json"), 404, "not_found")
+
+
+@pytest.mark.parametrize("action", ["revoke", "suspend", "reinstate"])
+@pytest.mark.parametrize("body", [{}, {"reason": "Looks fine to me."}])
+def test_a_reviewer_acting_on_their_own_grant_is_refused_before_anything_else(
+    reviewer_api, second_reviewer, reviewer, llama_catalog, action, body, assert_error
+):
+    own = grant_create(
+        user=reviewer, variant=ModelVariant.objects.get(slug="llama-7b"), actor=second_reviewer, reason="Audit."
+    )
+    response = reviewer_api.post(f"{GRANTS}/{own.pk}/{action}", body, format="json")
+
+    error = assert_error(response, 403, "permission_denied")
+
+    assert "your own access" in error["message"]
+    assert Grant.objects.get(pk=own.pk).status == GrantStatus.LICENSE_REQUIRED

@@ -22,8 +22,8 @@ from access.requests import tasks as requests_tasks
 from access.requests.models import AccessRequest
 from access.requests.services import access_request_resubmit, access_request_withdraw
 from access.review import tasks as review_tasks
-from access.review.policies import EMBARGO_REASON
 from access.review.services import (
+    EMBARGO_REASON,
     access_request_approve,
     access_request_claim,
     access_request_reject,

@@ -39,8 +39,13 @@ from access.requests.services import (
     access_request_withdraw,
 )
 from access.review.models import DecisionKind
-from access.review.policies import EMBARGO_REASON, POLICY_EMBARGO_REJECT
-from access.review.services import access_request_approve, access_request_reject, access_request_request_info
+from access.review.services import (
+    EMBARGO_REASON,
+    POLICY_EMBARGO_REJECT,
+    access_request_approve,
+    access_request_reject,
+    access_request_request_info,
+)
 from portal.errors import StateConflict
 from tests.factories import ModelFamilyFactory, ModelVariantFactory, UserFactory
 

@@ -35,9 +35,8 @@ from access.requests.models import (
     ScreeningFlagCode,
     VariantDecision,
 )
-from access.review.approvals import approvals_needed
 from access.review.models import DecisionKind, RejectionTemplate, ReviewDecision, ReviewNote
-from access.review.selectors import review_requests_annotate_approvals
+from access.review.selectors import approvals_needed, review_requests_annotate_approvals
 from access.review.services import access_request_approve, access_request_claim, access_request_reject
 from access.review.views import QUEUE_PAGE_SIZE
 from portal import roles

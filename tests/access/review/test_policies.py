@@ -1,4 +1,4 @@
-"""The automatic policies run on submission (``access.review.policies``): the embargo rule rejects
+"""The automatic policies run on submission (``access.review.services``): the embargo rule rejects
 (or declines the variants that have it), the allow-listed email domains approve, never for a
 two-person variant or a flagged application; a policy's decision has no reviewer. The policies run
 on a resubmission too: see tests/access/requests/test_services.py."""
@@ -11,8 +11,7 @@ from access.catalog.models import ModelVariant
 from access.grants.models import Grant, GrantStatus
 from access.requests.models import MessageKind, RequestStatus
 from access.review.models import DecisionKind, ReviewDecision
-from access.review.policies import EMBARGO_REASON, POLICY_DOMAIN_APPROVE, POLICY_EMBARGO_REJECT
-from access.review.services import access_request_approve
+from access.review.services import EMBARGO_REASON, POLICY_DOMAIN_APPROVE, POLICY_EMBARGO_REJECT, access_request_approve
 from tests.factories import UserFactory
 
 

@@ -12,13 +12,12 @@ from django.utils import timezone
 
 from access.audit.models import AuditEvent
 from access.catalog.models import ModelVariant
-from access.catalog.seed import catalog_seed_llama
 from access.grants.models import Grant
 from access.requests.models import AccessRequest, MessageKind, RequestStatus
 from access.requests.services import access_request_edit, access_request_resubmit, access_request_withdraw
-from access.review.approvals import approvals_needed
 from access.review.models import DecisionKind, RejectionTemplate, ReviewNote
 from access.review.seed import REJECTION_TEMPLATES, rejection_templates_seed
+from access.review.selectors import approvals_needed
 from access.review.services import (
     access_request_approve,
     access_request_claim,
@@ -29,6 +28,7 @@ from access.review.services import (
     access_requests_bulk_decide,
     reviewer_can_review,
 )
+from access.seed import llama_release_seed
 from portal.errors import StateConflict
 
 
@@ -628,7 +628,7 @@ def test_seeding_the_templates_again_keeps_reviewers_edits_and_adds_no_events(ll
     events = AuditEvent.objects.count()
 
     assert rejection_templates_seed() == []
-    catalog_seed_llama()
+    llama_release_seed()
 
     edited = RejectionTemplate.objects.get(title="Commercial use")
     assert (edited.text, edited.is_active) == ("Edited by a reviewer.", False)
