@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class InferenceConfig(AppConfig):
-    """Model engine and sandbox. Filled in by the inference engine issue."""
+    """The LLaMA engine (``inference.llama``, no Django) and the sandbox that serves it (``inference.sandbox``)."""
 
     name = "inference"

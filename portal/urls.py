@@ -34,9 +34,12 @@ urlpatterns = [
     path("favicon.ico", portal_views.favicon),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The sandbox's OpenAI-compatible API, for every model and for one (per-model base URL).
+    path("v1/", include("inference.sandbox.urls")),
+    path("sandbox/<slug:slug>/v1/", include(("inference.sandbox.urls", "sandbox-one"))),
     path("api/docs/", api_docs, name="api-docs"),
     # Unknown API paths answer with the API's JSON error body, also while DEBUG is on.
-    re_path(r"^(api|v1)/", portal_views.api_path_not_found),
+    re_path(r"^api/", portal_views.api_path_not_found),
 ]
 
 handler400 = "portal.views.bad_request"

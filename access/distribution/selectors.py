@@ -47,3 +47,13 @@ def bundles_suspended_by_leak_rule(*, days: int = LEAK_ALERT_DAYS) -> QuerySet[D
         .select_related("grant__user", "grant__variant")
         .order_by("-suspended_at", "-id")
     )
+
+
+def grants_with_links_suspended(grant_ids) -> set[int]:
+    """Of these grants, those whose live download links are suspended (by the leak rule or a
+    reviewer) until a reviewer lifts the suspension: the sandbox is closed to them too."""
+    return set(
+        DownloadBundle.objects.filter(grant_id__in=grant_ids, suspended_at__isnull=False, retired_at__isnull=True)
+        .values_list("grant_id", flat=True)
+        .distinct()
+    )
