@@ -319,6 +319,14 @@ DOWNLOAD_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_ACCEL_REDIRECT_PREFIX", defau
 DOWNLOAD_LEAK_MAX_NETWORKS = env.int("DOWNLOAD_LEAK_MAX_NETWORKS", default=3)
 DOWNLOAD_LEAK_WINDOW_HOURS = env.float("DOWNLOAD_LEAK_WINDOW_HOURS", default=24)
 
+# --- Sandbox ------------------------------------------------------------------------
+# What one /v1/ request may ask for; read where requests are parsed (inference.sandbox.openai_params).
+SANDBOX_MAX_TOKENS = env.int("SANDBOX_MAX_TOKENS", default=1024)
+SANDBOX_MAX_CHOICES = env.int("SANDBOX_MAX_CHOICES", default=8)
+SANDBOX_MAX_PROMPTS = env.int("SANDBOX_MAX_PROMPTS", default=32)
+SANDBOX_MAX_STOP_SEQUENCES = env.int("SANDBOX_MAX_STOP_SEQUENCES", default=16)
+SANDBOX_MAX_PROMPT_CHARS = env.int("SANDBOX_MAX_PROMPT_CHARS", default=32000)
+
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
