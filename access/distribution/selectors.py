@@ -19,6 +19,11 @@ def weights_published(variant) -> bool:
     return WeightFile.objects.filter(variant=variant).exists()
 
 
+def weight_files_published(variant) -> QuerySet[WeightFile]:
+    """The variant's published files, by name, with where they are stored and their checksums."""
+    return WeightFile.objects.filter(variant=variant).order_by("name")
+
+
 def bundles_for_grant(grant: Grant) -> QuerySet[DownloadBundle]:
     """The grant's bundles, newest first, with how many files and downloads each has had."""
     return grant.download_bundles.annotate(

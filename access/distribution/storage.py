@@ -64,6 +64,25 @@ class _HashingReader:
         return StoredObject(key=key, size=self.size, sha256=self.sha256.hexdigest(), md5=self.md5.hexdigest())
 
 
+def _write_beside(target: Path, reader: _HashingReader, key: str) -> StoredObject:
+    """Write what ``reader`` yields to a temporary file beside ``target``, then rename it over
+    ``target``: a reader of ``target`` never sees half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+    ) as out:
+        try:
+            while block := reader.read(CHUNK_BYTES):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        except BaseException:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+    os.replace(out.name, target)
+    return reader.stored(key)
+
+
 def key_check(key: str) -> PurePosixPath:
     """A storage key as a relative path that stays inside the storage root; StorageError otherwise."""
     parts = key.split("/")
@@ -118,6 +137,15 @@ class LocalWeightStorage:
             if temp_name is not None:
                 Path(temp_name).unlink(missing_ok=True)
         return reader.stored(key)
+
+    def get_file(self, key: str, target: Path, *, progress: Progress | None = None) -> StoredObject:
+        """Copy the object to ``target`` (written beside it and renamed), hashing it on the way."""
+        source = self.path(key)
+        try:
+            with open(source, "rb") as raw:
+                return _write_beside(Path(target), _HashingReader(raw, progress), key)
+        except OSError as exc:
+            raise StorageError(f"could not copy {source} to {target}: {exc.strerror or exc}") from exc
 
     def stat(self, key: str) -> int | None:
         try:
@@ -207,6 +235,19 @@ class S3WeightStorage:
         if self.stat(key) != stored.size:
             raise StorageError(f"s3://{self.bucket}/{key} does not have the {stored.size} bytes just uploaded")
         return stored
+
+    def get_file(self, key: str, target: Path, *, progress: Progress | None = None) -> StoredObject:
+        """Download the object to ``target`` (written beside it and renamed), hashing it on the way."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = str(key_check(key))
+        try:
+            body = self.transfer_client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return _write_beside(Path(target), _HashingReader(body, progress), key)
+        except OSError as exc:
+            raise StorageError(f"could not write {target}: {exc.strerror or exc}") from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not download s3://{self.bucket}/{key}: {exc}") from exc
 
     def stat(self, key: str) -> int | None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,0 +1,58 @@
+"""The sandbox worker's local copy of a variant's published weights.
+
+A worker loads a model from the files the portal published to weight storage (local disk or
+S3), copied once into a cache folder and checked against the sha256 recorded when they were
+published, so a worker never runs weights the portal did not publish. The folder is named after
+the published file set, so publishing new weights makes a new folder instead of mixing files;
+a file lock keeps two worker processes on one machine from fetching the same set at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from pathlib import Path
+
+from access.catalog.models import ModelVariant
+from access.distribution.selectors import weight_files_published
+from access.distribution.services import WeightFileFetchError, weight_file_fetch
+
+VERIFIED = ".verified.json"  # written last: the folder is complete and every file matched
+
+
+class CheckpointFetchError(Exception):
+    """The variant's weights cannot be made available; the message says what to do."""
+
+
+def checkpoint_fetch(variant: ModelVariant, cache_root: Path) -> Path:
+    """The local folder holding ``variant``'s published files, each checked against its sha256;
+    fetched from weight storage unless an earlier fetch of the same files is complete."""
+    files = list(weight_files_published(variant))
+    if not files:
+        raise CheckpointFetchError(f"No weights of {variant.slug} are published; run publish_weights first.")
+    expected = {file.name: [file.sha256, file.size] for file in files}
+    digest = hashlib.sha256(json.dumps(sorted(expected.items())).encode()).hexdigest()[:16]
+    folder = Path(cache_root) / variant.slug / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the worker dies
+        if _verified(folder) == expected and all(
+            (folder / name).is_file() and (folder / name).stat().st_size == size for name, (_, size) in expected.items()
+        ):
+            return folder
+        (folder / VERIFIED).unlink(missing_ok=True)
+        for file in files:
+            try:
+                weight_file_fetch(weight_file=file, target=folder / file.name)
+            except WeightFileFetchError as exc:
+                raise CheckpointFetchError(f"{variant.slug}: {exc}") from exc
+        (folder / VERIFIED).write_text(json.dumps(expected, sort_keys=True))
+    return folder
+
+
+def _verified(folder: Path) -> dict[str, str] | None:
+    try:
+        return json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return None
