@@ -64,22 +64,28 @@ class _HashingReader:
         return StoredObject(key=key, size=self.size, sha256=self.sha256.hexdigest(), md5=self.md5.hexdigest())
 
 
-def _write_beside(target: Path, reader: _HashingReader, key: str) -> StoredObject:
+def _write_beside(target: Path, reader: _HashingReader, key: str, *, mode: int | None = None) -> StoredObject:
     """Write what ``reader`` yields to a temporary file beside ``target``, then rename it over
-    ``target``: a reader of ``target`` never sees half a file."""
+    ``target``: a reader of ``target`` never sees half a file. ``mode``: the file's permissions
+    (NamedTemporaryFile makes it private, 0600)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-    ) as out:
-        try:
+    temp_name = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+        ) as out:
+            temp_name = out.name
             while block := reader.read(CHUNK_BYTES):
                 out.write(block)
             out.flush()
             os.fsync(out.fileno())
-        except BaseException:
-            Path(out.name).unlink(missing_ok=True)
-            raise
-    os.replace(out.name, target)
+        if mode is not None:
+            os.chmod(temp_name, mode)
+        os.replace(temp_name, target)
+        temp_name = None
+    finally:
+        if temp_name is not None:
+            Path(temp_name).unlink(missing_ok=True)
     return reader.stored(key)
 
 
@@ -114,29 +120,12 @@ class LocalWeightStorage:
 
     def put_file(self, key: str, source: Path, *, progress: Progress | None = None) -> StoredObject:
         target = self.path(key)
-        temp_name = None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Written beside the target and renamed over it, so a reader never sees half a file.
-            with open(source, "rb") as raw, tempfile.NamedTemporaryFile(
-                dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-            ) as out:
-                temp_name = out.name
-                reader = _HashingReader(raw, progress)
-                while block := reader.read(CHUNK_BYTES):
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            # NamedTemporaryFile makes the file private (0600); nginx serving X-Accel-Redirect must read it.
-            os.chmod(temp_name, 0o644)
-            os.replace(temp_name, target)
-            temp_name = None
+            with open(source, "rb") as raw:
+                # Readable by others: nginx serving X-Accel-Redirect must read it.
+                return _write_beside(target, _HashingReader(raw, progress), key, mode=0o644)
         except OSError as exc:
             raise StorageError(f"could not store {source} as {target}: {exc.strerror or exc}") from exc
-        finally:
-            if temp_name is not None:
-                Path(temp_name).unlink(missing_ok=True)
-        return reader.stored(key)
 
     def get_file(self, key: str, target: Path, *, progress: Progress | None = None) -> StoredObject:
         """Copy the object to ``target`` (written beside it and renamed), hashing it on the way."""
