@@ -106,7 +106,7 @@ def weight_bytes_per_token(model: Transformer) -> int:
 
 def ours_run(model: Transformer, prompts: torch.Tensor, new_tokens: int) -> None:
     params = SamplingParams(max_new_tokens=new_tokens)
-    for next_ids, _ in decode_steps(model, prompts.tolist(), params):
+    for next_ids, *_ in decode_steps(model, prompts.tolist(), params):
         next_ids.tolist()  # the host sees every step, as a streaming server does
 
 

@@ -326,6 +326,36 @@ SANDBOX_MAX_CHOICES = env.int("SANDBOX_MAX_CHOICES", default=8)
 SANDBOX_MAX_PROMPTS = env.int("SANDBOX_MAX_PROMPTS", default=32)
 SANDBOX_MAX_STOP_SEQUENCES = env.int("SANDBOX_MAX_STOP_SEQUENCES", default=16)
 SANDBOX_MAX_PROMPT_CHARS = env.int("SANDBOX_MAX_PROMPT_CHARS", default=32000)
+# Longest prompt in tokens, where a variant sets none of its own (ModelVariant.sandbox_max_prompt_tokens).
+SANDBOX_MAX_PROMPT_TOKENS = env.int("SANDBOX_MAX_PROMPT_TOKENS", default=1536)
+# Per-user defaults; reviewers and admins override them per user (SandboxQuota).
+SANDBOX_CONCURRENT_REQUESTS = env.int("SANDBOX_CONCURRENT_REQUESTS", default=4)
+SANDBOX_REQUESTS_PER_MINUTE = env.int("SANDBOX_REQUESTS_PER_MINUTE", default=60)
+SANDBOX_TOKENS_PER_DAY = env.int("SANDBOX_TOKENS_PER_DAY", default=200_000)
+# Queued jobs across all users before new ones get 503; queued jobs older than the timeout expire.
+SANDBOX_QUEUE_LIMIT = env.int("SANDBOX_QUEUE_LIMIT", default=256)
+SANDBOX_QUEUE_TIMEOUT_SECONDS = env.int("SANDBOX_QUEUE_TIMEOUT_SECONDS", default=120)
+# Wall-clock limit of one job inside the worker, from its start.
+SANDBOX_JOB_TIME_LIMIT_SECONDS = env.int("SANDBOX_JOB_TIME_LIMIT_SECONDS", default=300)
+# A running job whose worker has not touched it for this long is failed (the worker died).
+SANDBOX_HEARTBEAT_TIMEOUT_SECONDS = env.float("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", default=5.0)
+# Prompts and outputs are kept this long for abuse review, then deleted (counts and timings stay).
+SANDBOX_RECORD_RETENTION_DAYS = env.int("SANDBOX_RECORD_RETENTION_DAYS", default=30)
+# How text travels from the worker to the web process: Redis Streams where Redis is configured,
+# else append-only files under var/ (the embedded default, no server).
+SANDBOX_TRANSPORT = env.str("SANDBOX_TRANSPORT", default="redis" if REDIS_URL else "files")
+SANDBOX_STREAM_DIR = Path(env.str("SANDBOX_STREAM_DIR", default=str(VAR_DIR / "sandbox-streams")))
+# The worker: where it caches checked copies of published weights, which device it runs on
+# ("" picks CUDA when present), how many bytes of loaded models it keeps, and how it batches.
+SANDBOX_CACHE_DIR = Path(env.str("SANDBOX_CACHE_DIR", default=str(VAR_DIR / "sandbox-cache")))
+SANDBOX_DEVICE = env.str("SANDBOX_DEVICE", default="")
+SANDBOX_MODEL_MEMORY_MB = env.int("SANDBOX_MODEL_MEMORY_MB", default=16384)
+SANDBOX_MAX_BATCH = env.int("SANDBOX_MAX_BATCH", default=32)
+# The Celery queue sandbox workers consume (`celery worker -Q sandbox --pool threads`).
+SANDBOX_QUEUE = env.str("SANDBOX_QUEUE", default="sandbox")
+# Sandbox jobs go to their own queue, consumed only by sandbox workers (the GPU machines).
+CELERY_TASK_ROUTES = {"inference.sandbox_job_run": {"queue": SANDBOX_QUEUE}}
+SANDBOX_BATCH_WINDOW_MS = env.float("SANDBOX_BATCH_WINDOW_MS", default=25.0)
 
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -429,6 +459,8 @@ CELERY_BEAT_SCHEDULE.update(
     {
         "grants-expire": {"task": "access.grants_expire_due", "schedule": crontab(minute=5)},
         "grants-remind-expiry": {"task": "access.grants_remind_expiring", "schedule": crontab(hour=7, minute=0)},
+        "sandbox-jobs-sweep": {"task": "inference.sandbox_jobs_sweep", "schedule": 30.0},
+        "sandbox-records-purge": {"task": "inference.sandbox_records_purge", "schedule": crontab(minute=20)},
         "reviewer-digest": {
             "task": "access.reviewer_digest_send",
             "schedule": crontab(hour=REVIEWER_DIGEST_HOUR_UTC, minute=0),

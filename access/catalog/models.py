@@ -35,6 +35,12 @@ class ModelVariant(models.Model):
     training_tokens = models.BigIntegerField(validators=[MinValueValidator(0)])
     model_card = models.TextField(blank=True, help_text="Markdown. Raw HTML is shown as text, never run.")
     sandbox = models.BooleanField(default=False, help_text="Approved researchers may run it in the sandbox.")
+    sandbox_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most new tokens per sandbox completion; blank: SANDBOX_MAX_TOKENS."
+    )
+    sandbox_max_prompt_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest sandbox prompt in tokens; blank: SANDBOX_MAX_PROMPT_TOKENS."
+    )
     approvals_required = models.PositiveSmallIntegerField(
         default=1,
         validators=[MinValueValidator(1)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -28,6 +29,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = 0  # also the k most likely ids at each step, with their logprobs (OpenAI: up to 5)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -38,6 +40,8 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1].")
         if self.top_k < 0:
             raise ValueError("top_k must be 0 (off) or more.")
+        if self.top_logprobs < 0:
+            raise ValueError("top_logprobs must be 0 (off) or more.")
         self.stop = tuple(s for s in self.stop if s)
 
 
@@ -48,6 +52,16 @@ class Completion:
     text: str = ""
     finish_reason: str | None = None  # "stop" (eos or a stop sequence) or "length"
     logprobs: list[float] | None = None  # log p(token) under the model's unscaled distribution
+
+
+class DecodeStep(NamedTuple):
+    """One step of a batch, as device tensors: the next ids (B,), their logprobs (B,) when asked
+    for, and the top_logprobs most likely ids (B, k) with their logprobs (B, k) when asked for."""
+
+    ids: torch.Tensor
+    logprobs: torch.Tensor | None = None
+    top_logprobs: torch.Tensor | None = None
+    top_ids: torch.Tensor | None = None
 
 
 @dataclass
@@ -89,10 +103,8 @@ def _generator(params: SamplingParams, device: torch.device) -> torch.Generator 
     return gen
 
 
-def decode_steps(
-    model: Transformer, prompts: list[list[int]], params: SamplingParams
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (next ids (B,), their logprobs (B,) or None) per step, as device tensors, max_new_tokens times."""
+def decode_steps(model: Transformer, prompts: list[list[int]], params: SamplingParams) -> Iterator[DecodeStep]:
+    """Yield a DecodeStep per step, max_new_tokens times."""
     if not prompts or any(not p for p in prompts):
         raise ValueError("every prompt needs at least one token (encode with bos).")
     if any(t < 0 for p in prompts for t in p):
@@ -111,18 +123,26 @@ def decode_steps(
     pos = (lengths - 1).unsqueeze(1)
     for step in range(params.max_new_tokens):
         next_ids = sample(logits, params, generator)
-        logprobs = None
-        if params.logprobs:
-            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
-        yield next_ids, logprobs
+        out = DecodeStep(next_ids)
+        if params.logprobs or params.top_logprobs:
+            all_logprobs = torch.log_softmax(logits, dim=-1)
+            chosen = all_logprobs.gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
+            out = DecodeStep(next_ids, chosen)
+            if params.top_logprobs:
+                top = all_logprobs.topk(min(params.top_logprobs, all_logprobs.shape[-1]), dim=-1)
+                out = DecodeStep(next_ids, chosen, top.values, top.indices)
+        yield out
         if step + 1 < params.max_new_tokens:
             pos = pos + 1  # a new tensor: a compiled step must not see its input change under it
             with torch.no_grad():
                 logits = model.decode(next_ids.unsqueeze(1), pos)[:, 0]
 
 
-class _Sequence:
-    """Host-side bookkeeping of one row: eos, stop sequences, max tokens, and text deltas."""
+class Sequence:
+    """Host-side bookkeeping of one row: eos, stop sequences, max tokens, and text deltas.
+
+    Rows of one batch may have their own max_new_tokens and stop sequences (the sandbox batches
+    requests that differ in those): only sampling settings must be shared."""
 
     def __init__(self, tokenizer: Tokenizer, prompt: list[int], params: SamplingParams):
         self.tokenizer = tokenizer
@@ -172,14 +192,14 @@ def generate(
     Greedy results equal those of generating each prompt alone.
     """
     ids = [tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
-    seqs = [_Sequence(tokenizer, p, params) for p in ids]
-    window: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    seqs = [Sequence(tokenizer, p, params) for p in ids]
+    window: list[DecodeStep] = []
 
     def drain() -> bool:
         if not window:
             return all(s.completion.finish_reason for s in seqs)
-        steps = torch.stack([t for t, _ in window], dim=1).tolist()  # one host sync per window
-        lps = torch.stack([lp for _, lp in window], dim=1).tolist() if params.logprobs else None
+        steps = torch.stack([step.ids for step in window], dim=1).tolist()  # one host sync per window
+        lps = torch.stack([step.logprobs for step in window], dim=1).tolist() if params.logprobs else None
         window.clear()
         for row, seq in enumerate(seqs):
             for j, token in enumerate(steps[row]):
@@ -205,8 +225,8 @@ def generate_stream(
     Completion.text that generate() would return.
     """
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-    seq = _Sequence(tokenizer, ids, params)
-    for next_ids, logprobs in decode_steps(model, [ids], params):
+    seq = Sequence(tokenizer, ids, params)
+    for next_ids, logprobs, _, _ in decode_steps(model, [ids], params):
         token = int(next_ids[0])
         logprob = float(logprobs[0]) if logprobs is not None else None
         text = seq.push(token, logprob)

@@ -34,6 +34,10 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i >= 0])
 
+    def piece(self, token_id: int) -> str:
+        """One token as text, for logprob listings: its piece with SentencePiece's word marker as a space."""
+        return self.sp.id_to_piece(token_id).replace("\u2581", " ")
+
 
 class IncrementalDecoder:
     """Turns a growing list of token ids into text deltas that concatenate to decode(all ids).

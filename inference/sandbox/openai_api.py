@@ -10,14 +10,39 @@ Callers authenticate with a personal API token (``Authorization: Bearer <token>`
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import json
+import threading
+import time
 
-from django.http import JsonResponse
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from inference.sandbox.selectors import sandbox_refusal, sandbox_variants_for_user
+from inference.sandbox.models import SandboxJob
+from inference.sandbox.openai_params import (
+    GenerationRequest,
+    ParamError,
+    chat_request_parse,
+    completion_request_parse,
+)
+from inference.sandbox.openai_responses import ResponseBuilder, error_body
+from inference.sandbox.selectors import sandbox_access, sandbox_refusal, sandbox_variants_for_user
+from inference.sandbox.services import (
+    SandboxLimitError,
+    sandbox_job_cancel,
+    sandbox_job_check_alive,
+    sandbox_job_submit,
+)
+from inference.sandbox.transport import END_TYPES, transport
 from portal.services import api_token_authenticate
+
+QUIET_CHECK_SECONDS = 1.0  # after this long without an event, look whether the job's worker is alive
 
 
 def openai_error(
@@ -112,3 +137,219 @@ def model_retrieve(request, model: str, slug: str | None = None):
 @csrf_exempt
 def endpoint_not_found(request, *args, **kwargs):
     return openai_error(404, f"No endpoint {request.path}. GET /v1/models lists your models.", code="not_found")
+
+
+# --- Generation: POST /v1/completions and /v1/chat/completions ------------------------------------
+
+
+def _csrf_refusal(request):
+    """A browser session (the playground) must pass Django's CSRF check; bearer tokens need none."""
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+
+
+def _admit(request, slug: str | None, chat: bool):
+    """Sync part of a generation request: who, what, whether allowed; the job or the refusal."""
+    user, refusal = _caller(request)
+    if refusal is not None:
+        return refusal
+    if request.method != "POST":
+        response = openai_error(405, f"{request.method} is not allowed here; use POST.", code="method_not_allowed")
+        response["Allow"] = "POST"
+        return response
+    if not request.META.get("HTTP_AUTHORIZATION") and _csrf_refusal(request) is not None:
+        return openai_error(403, "CSRF check failed: reload the page.", code="csrf_failed")
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return openai_error(400, "The request body must be JSON.", code="invalid_json")
+    try:
+        parse = chat_request_parse if chat else completion_request_parse
+        generation = parse(body, model=slug)
+        variant, grant, denied = sandbox_access(user, generation.model)
+        if denied is not None:
+            return openai_error(denied.status, denied.message, code=denied.code, param="model")
+        source = "playground" if request.headers.get("X-Sandbox-Client") == "playground" else "api"
+        job, headers = sandbox_job_submit(user=user, variant=variant, grant=grant, generation=generation, source=source)
+    except ParamError as exc:
+        return openai_error(400, exc.message, code=exc.code, param=exc.param)
+    except SandboxLimitError as exc:
+        response = openai_error(exc.status, exc.message, code=exc.code, error_type="rate_limit_exceeded"
+                                if exc.status == 429 else "server_error")  # fmt: skip
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
+    return job, headers, generation
+
+
+def _builder(job: SandboxJob, generation: GenerationRequest) -> ResponseBuilder:
+    return ResponseBuilder(
+        job_id=job.public_id, model=generation.model, created=int(job.created_at.timestamp()), chat=generation.chat,
+        choices=len(generation.prompts) * generation.n, logprobs=generation.logprobs,
+        include_usage=generation.include_usage,
+    )  # fmt: skip
+
+
+def _cancel_abandoned(job_id) -> None:
+    """The client went away: stop its job (in a thread of its own, so it runs even from a
+    cancelled coroutine)."""
+
+    def cancel():
+        from django.db import close_old_connections
+
+        try:
+            job = SandboxJob.objects.filter(pk=job_id).first()
+            if job is not None and job.is_live:
+                sandbox_job_cancel(job=job, actor=None)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=cancel, daemon=True).start()
+
+
+def _give_up_at() -> float:
+    # Past this the job must have ended one way or another; a last guard against waiting forever.
+    return time.monotonic() + settings.SANDBOX_QUEUE_TIMEOUT_SECONDS + settings.SANDBOX_JOB_TIME_LIMIT_SECONDS + 60
+
+
+_LOST = {"type": "error", "status": 500, "code": "worker_lost", "message": "The sandbox lost this request; try again."}
+
+
+async def _events_async(job_id):
+    channel = transport()
+    cursor, give_up = None, _give_up_at()
+    try:
+        while True:
+            events, cursor = await channel.aread(job_id, cursor, QUIET_CHECK_SECONDS)
+            if not events:
+                if time.monotonic() > give_up:
+                    yield _LOST
+                    return
+                await sync_to_async(sandbox_job_check_alive)(job_id=job_id)
+                continue
+            for event in events:
+                yield event
+                if event["type"] in END_TYPES:
+                    return
+    finally:
+        await channel.aclose()
+
+
+def _events_sync(job_id):
+    from django.db import close_old_connections
+
+    channel = transport()
+    cursor, give_up = None, _give_up_at()
+    while True:
+        events, cursor = channel.read(job_id, cursor, QUIET_CHECK_SECONDS)
+        if not events:
+            if time.monotonic() > give_up:
+                yield _LOST
+                return
+            sandbox_job_check_alive(job_id=job_id)
+            close_old_connections()
+            continue
+        for event in events:
+            yield event
+            if event["type"] in END_TYPES:
+                return
+
+
+def _error_response(event: dict) -> JsonResponse:
+    return JsonResponse({"error": error_body(event)}, status=event["status"])
+
+
+def _finish(response: HttpResponse, job: SandboxJob, headers: dict) -> HttpResponse:
+    for name, value in headers.items():
+        response[name] = value
+    response["X-Sandbox-Job"] = str(job.pk)
+    response["Cache-Control"] = "no-cache, no-store"
+    return response
+
+
+async def _generate(request, slug: str | None, *, chat: bool):
+    admitted = await sync_to_async(_admit)(request, slug, chat)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    job, headers, generation = admitted
+    builder = _builder(job, generation)
+    events = _events_async(job.pk)
+    finished = False
+    try:
+        if not generation.stream:
+            async for event in events:
+                if event["type"] == "error":
+                    finished = True
+                    return _finish(_error_response(event), job, headers)
+                builder.add(event)
+            finished = True
+            return _finish(JsonResponse(builder.response()), job, headers)
+        # Headers wait for the first event, so a request the worker refuses (a prompt too long for
+        # the model) still gets its 400 rather than an error inside a 200 stream.
+        first = await anext(events)
+        if first["type"] == "error":
+            finished = True
+            return _finish(_error_response(first), job, headers)
+    except (asyncio.CancelledError, GeneratorExit):
+        _cancel_abandoned(job.pk)
+        raise
+    finally:
+        if not finished and not generation.stream:
+            _cancel_abandoned(job.pk)
+    if isinstance(request, ASGIRequest):
+        content = _sse_async(builder, first, events, job.pk)
+    else:
+        await events.aclose()
+        content = _sse_sync(builder, first, job.pk)
+    response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+    response["X-Accel-Buffering"] = "no"  # nginx passes each frame on at once
+    return _finish(response, job, headers)
+
+
+async def _sse_async(builder: ResponseBuilder, first: dict, events, job_id):
+    ended = False
+    try:
+        for frame in builder.sse_start() + builder.sse_frames(first):
+            yield frame
+        ended = first["type"] in END_TYPES
+        async for event in events:
+            for frame in builder.sse_frames(event):
+                yield frame
+            ended = event["type"] in END_TYPES
+    finally:
+        if not ended:
+            _cancel_abandoned(job_id)  # the client disconnected mid-stream
+
+
+def _sse_sync(builder: ResponseBuilder, first: dict, job_id):
+    """The same stream for a WSGI server (runserver, tests' live server): a sync generator, whose
+    close() on a client's disconnect cancels the job."""
+    ended = False
+    try:
+        yield from builder.sse_start()
+        yield from builder.sse_frames(first)
+        ended = first["type"] in END_TYPES
+        if ended:
+            return
+        # The first event was already read: skip it by reading from where it ended.
+        for index, event in enumerate(_events_sync(job_id)):
+            if index == 0:
+                continue
+            yield from builder.sse_frames(event)
+            ended = event["type"] in END_TYPES
+    finally:
+        if not ended:
+            _cancel_abandoned(job_id)
+
+
+@csrf_exempt
+@never_cache
+async def completions(request, slug: str | None = None):
+    """POST /v1/completions: one choice per prompt and n; streamed as server-sent events on request."""
+    return await _generate(request, slug, chat=False)
+
+
+@csrf_exempt
+@never_cache
+async def chat_completions(request, slug: str | None = None):
+    """POST /v1/chat/completions: the conversation through the documented template (docs/api.md)."""
+    return await _generate(request, slug, chat=True)

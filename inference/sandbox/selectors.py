@@ -7,12 +7,19 @@ expired) and whose download links are not suspended by the leak rule.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
+from django.utils import timezone
 
 from access.catalog.models import ModelVariant
 from access.distribution.selectors import grants_with_links_suspended
 from access.grants.models import GrantStatus
 from access.grants.selectors import grants_annotate_effective_status, grants_for_user
+from inference.sandbox.models import LIVE_STATUSES, JobStatus, SandboxJob, SandboxQuota
 
 
 @dataclass(frozen=True)
@@ -52,14 +59,20 @@ def sandbox_variants_for_user(user) -> list[ModelVariant]:
 
 def sandbox_refusal(user, slug: str) -> tuple[ModelVariant | None, SandboxRefusal | None]:
     """The variant named ``slug`` and None if the user may run it now, else why not."""
+    variant, _, refusal = sandbox_access(user, slug)
+    return variant, refusal
+
+
+def sandbox_access(user, slug: str) -> tuple[ModelVariant | None, object | None, SandboxRefusal | None]:
+    """The variant named ``slug``, the grant that lets the user run it, and None; or why not."""
     variant = ModelVariant.objects.filter(slug=slug, sandbox=True, is_listed=True).select_related("family").first()
     if variant is None:
-        return None, SandboxRefusal(
+        return None, None, SandboxRefusal(
             404, "model_not_found", f"The model {slug!r} does not exist in the sandbox. GET /v1/models lists yours."
         )
     grant = _latest_grants(user, [variant]).get(variant.pk)
     if _usable(grant):
-        return variant, None
+        return variant, grant, None
     if grant is None:
         message = f"You have no access to {variant.name}. Apply for it on the portal; approved models appear here."
     elif grant.links_suspended:
@@ -71,4 +84,106 @@ def sandbox_refusal(user, slug: str) -> tuple[ModelVariant | None, SandboxRefusa
         message = f"Accept the current license of {variant.family.name} on the portal's grants page first."
     else:
         message = f"Your access to {variant.name} is {grant.effective_status}; the sandbox is closed to it."
-    return None, SandboxRefusal(403, "model_access_denied", message)
+    return None, None, SandboxRefusal(403, "model_access_denied", message)
+
+
+# --- Limits and use ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    concurrent_requests: int
+    requests_per_minute: int
+    tokens_per_day: int
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxUsage:
+    """One user's use against their limits: live jobs now, requests in the last minute, tokens
+    today (UTC; counted tokens of ended jobs plus the reserved budget of live ones)."""
+
+    limits: SandboxLimits
+    live_requests: int
+    requests_last_minute: int
+    oldest_request_last_minute: dt.datetime | None
+    tokens_today: int
+    jobs_today: int
+    day_ends_at: dt.datetime
+
+    @property
+    def tokens_left(self) -> int:
+        return max(0, self.limits.tokens_per_day - self.tokens_today)
+
+    @property
+    def requests_left(self) -> int:
+        return max(0, self.limits.requests_per_minute - self.requests_last_minute)
+
+
+def sandbox_limits_for(user) -> SandboxLimits:
+    quota = SandboxQuota.objects.filter(user=user).first()
+
+    def pick(field: str, default: int) -> int:
+        value = getattr(quota, field, None) if quota is not None else None
+        return default if value is None else value
+
+    return SandboxLimits(
+        concurrent_requests=pick("concurrent_requests", settings.SANDBOX_CONCURRENT_REQUESTS),
+        requests_per_minute=pick("requests_per_minute", settings.SANDBOX_REQUESTS_PER_MINUTE),
+        tokens_per_day=pick("tokens_per_day", settings.SANDBOX_TOKENS_PER_DAY),
+        overridden=quota is not None,
+    )
+
+
+def sandbox_usage(user, *, now: dt.datetime | None = None) -> SandboxUsage:
+    now = now or timezone.now()
+    day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    jobs = SandboxJob.objects.filter(user=user)
+    today = jobs.filter(created_at__gte=day_start).aggregate(
+        count=Count("id"),
+        counted=Sum(F("prompt_tokens") + F("completion_tokens"), filter=~Q(status__in=LIVE_STATUSES)),
+        reserved=Sum("completion_tokens_reserved", filter=Q(status__in=LIVE_STATUSES)),
+    )
+    minute = jobs.filter(created_at__gt=now - dt.timedelta(minutes=1)).aggregate(
+        count=Count("id"), oldest=Min("created_at")
+    )
+    return SandboxUsage(
+        limits=sandbox_limits_for(user),
+        live_requests=jobs.filter(status__in=LIVE_STATUSES).count(),
+        requests_last_minute=minute["count"],
+        oldest_request_last_minute=minute["oldest"],
+        tokens_today=(today["counted"] or 0) + (today["reserved"] or 0),
+        jobs_today=today["count"],
+        day_ends_at=day_start + dt.timedelta(days=1),
+    )
+
+
+def sandbox_jobs_for_user(user) -> QuerySet[SandboxJob]:
+    return SandboxJob.objects.filter(user=user).select_related("variant")
+
+
+def sandbox_job_get_for_owner(user, job_id) -> SandboxJob | None:
+    """The user's own job, or None for another's or an unknown id: nobody learns another's exists."""
+    try:
+        return sandbox_jobs_for_user(user).filter(pk=job_id).first()
+    except (ValueError, ValidationError):
+        return None
+
+
+def sandbox_queue_length() -> int:
+    return SandboxJob.objects.filter(status=JobStatus.QUEUED).count()
+
+
+def sandbox_usage_by_user(*, since: dt.datetime):
+    """Per user since ``since``: jobs, tokens, failures and the last job; for reviewers, busiest first."""
+    return (
+        SandboxJob.objects.filter(created_at__gte=since)
+        .values("user_id", "user__email")
+        .annotate(
+            jobs=Count("id"),
+            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
+            failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+            last_job_at=Max("created_at"),
+        )
+        .order_by("-tokens", "user__email")
+    )

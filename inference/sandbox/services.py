@@ -1,0 +1,341 @@
+"""Every change of a sandbox job's state, and of a user's sandbox quota.
+
+A job is admitted (``sandbox_job_submit``: access, per-variant caps, the user's quotas, the queue's
+length), started by exactly one worker (``sandbox_job_start``: an atomic queued -> running, so a
+redelivered task never runs a job twice), and ended exactly once (``sandbox_job_succeed`` or
+``sandbox_job_end``, each a conditional update of a live job). Whoever ends a job appends the last
+event of its stream, so a waiting client always hears how it ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from access.audit.services import audit_event_record
+from inference.sandbox.models import LIVE_STATUSES, JobEndpoint, JobStatus, SandboxJob, SandboxQuota
+from inference.sandbox.openai_params import GenerationRequest, ParamError
+from inference.sandbox.selectors import SandboxUsage, sandbox_access, sandbox_queue_length, sandbox_usage
+from inference.sandbox.transport import transport
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK = "inference.sandbox_job_run"
+QUEUE_FULL_RETRY_SECONDS = 5
+
+
+class SandboxLimitError(Exception):
+    """A request over a limit: ``status`` 429 or 503, OpenAI's ``code``, and the headers to send
+    (Retry-After, x-ratelimit-*, x-should-retry)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str]):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def ratelimit_headers(usage: SandboxUsage, *, now: dt.datetime | None = None, admitted: int = 0) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers: requests per minute and tokens per day, with resets."""
+    now = now or timezone.now()
+    if usage.oldest_request_last_minute is not None:
+        requests_reset = max(0.0, (usage.oldest_request_last_minute + dt.timedelta(minutes=1) - now).total_seconds())
+    else:
+        requests_reset = 0.0
+    tokens_reset = max(0.0, (usage.day_ends_at - now).total_seconds())
+    return {
+        "x-ratelimit-limit-requests": str(usage.limits.requests_per_minute),
+        "x-ratelimit-remaining-requests": str(max(0, usage.requests_left - admitted)),
+        "x-ratelimit-reset-requests": f"{requests_reset:.0f}s",
+        "x-ratelimit-limit-tokens": str(usage.limits.tokens_per_day),
+        "x-ratelimit-remaining-tokens": str(usage.tokens_left),
+        "x-ratelimit-reset-tokens": f"{tokens_reset:.0f}s",
+    }
+
+
+def _completion_budget(generation: GenerationRequest) -> int:
+    return generation.max_tokens * generation.n * len(generation.prompts)
+
+
+def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -> dict[str, str]:
+    usage = sandbox_usage(user, now=now)
+    headers = ratelimit_headers(usage, now=now)
+    limits = usage.limits
+    if usage.live_requests >= limits.concurrent_requests:
+        raise SandboxLimitError(
+            429,
+            "concurrent_requests_exceeded",
+            f"You have {usage.live_requests} sandbox requests running; your limit is {limits.concurrent_requests} "
+            "at a time. Wait for one to finish.",
+            {**headers, "Retry-After": "1"},
+        )
+    if usage.requests_left <= 0:
+        retry = max(1, math.ceil(float(headers["x-ratelimit-reset-requests"].rstrip("s"))))
+        raise SandboxLimitError(
+            429,
+            "rate_limit_exceeded",
+            f"Your limit is {limits.requests_per_minute} sandbox requests per minute. Try again in {retry} s.",
+            {**headers, "Retry-After": str(retry)},
+        )
+    budget = _completion_budget(generation)
+    if usage.tokens_left <= 0 or budget > usage.tokens_left:
+        retry = max(1, math.ceil((usage.day_ends_at - now).total_seconds()))
+        if usage.tokens_left <= 0:
+            message = (
+                f"You have used today's sandbox budget of {limits.tokens_per_day:,} tokens; it renews at "
+                f"{usage.day_ends_at:%H:%M} UTC."
+            )
+        else:
+            message = (
+                f"This request may generate {budget:,} tokens (max_tokens x n x prompts) but {usage.tokens_left:,} "
+                "of today's budget are left. Ask for fewer tokens."
+            )
+        raise SandboxLimitError(
+            429, "insufficient_quota", message, {**headers, "Retry-After": str(retry), "x-should-retry": "false"}
+        )
+    if sandbox_queue_length() >= settings.SANDBOX_QUEUE_LIMIT:
+        raise SandboxLimitError(
+            503,
+            "queue_full",
+            "The sandbox is busy: too many requests are waiting. Try again in a few seconds.",
+            {**headers, "Retry-After": str(QUEUE_FULL_RETRY_SECONDS)},
+        )
+    return ratelimit_headers(usage, now=now, admitted=1)
+
+
+@transaction.atomic
+def sandbox_job_submit(
+    *, user, variant, grant, generation: GenerationRequest, source: str = "api"
+) -> tuple[SandboxJob, dict[str, str]]:
+    """Admit one /v1/ request as a queued job and send it to the sandbox queue once committed;
+    with the rate-limit headers to answer with. Raises ParamError (a per-variant cap) or
+    SandboxLimitError (a quota, or the queue is full)."""
+    max_tokens_cap = variant.sandbox_max_tokens or settings.SANDBOX_MAX_TOKENS
+    if generation.max_tokens > max_tokens_cap:
+        raise ParamError(
+            f"'max_tokens' may be at most {max_tokens_cap} for {variant.slug}.", param="max_tokens"
+        )
+    # One user's admissions take turns (their user row is the lock), so two requests at once
+    # cannot both take the last concurrent slot or the last of the budget.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    now = timezone.now()
+    headers = _admission_check(user=user, generation=generation, now=now)
+    job = SandboxJob(
+        user=user,
+        grant=grant,
+        variant=variant,
+        endpoint=JobEndpoint.CHAT if generation.chat else JobEndpoint.COMPLETIONS,
+        source=source,
+        stream=generation.stream,
+        params={
+            "max_tokens": generation.max_tokens,
+            "temperature": generation.temperature,
+            "top_p": generation.top_p,
+            "n": generation.n,
+            "stop": list(generation.stop),
+            "seed": generation.seed,
+            "logprobs": generation.logprobs,
+            "include_usage": generation.include_usage,
+            "user": generation.user,
+        },
+        prompts=[p if isinstance(p, str) else list(p) for p in generation.prompts],
+        completion_tokens_reserved=_completion_budget(generation),
+        created_at=now,
+    )
+    job.full_clean()
+    job.save()
+    transaction.on_commit(lambda: current_app.send_task(RUN_TASK, args=[str(job.pk)], queue=settings.SANDBOX_QUEUE))
+    return job, headers
+
+
+def _error_event(*, http_status: int, code: str, message: str) -> dict:
+    return {"type": "error", "status": http_status, "code": code, "message": message}
+
+
+def sandbox_job_end(
+    *, job_id, status: str, code: str, message: str, http_status: int, from_statuses=LIVE_STATUSES
+) -> bool:
+    """End a live job without a result (failed, cancelled, expired) and tell its stream; False if
+    it had already ended (then nothing changes)."""
+    ended = SandboxJob.objects.filter(pk=job_id, status__in=from_statuses).update(
+        status=status, error_code=code, error_message=message, finished_at=timezone.now()
+    )
+    if ended:
+        transport().publish(job_id, [_error_event(http_status=http_status, code=code, message=message)])
+    return bool(ended)
+
+
+def sandbox_job_start(*, job_id, worker: str) -> SandboxJob | None:
+    """Queued -> running for exactly one worker; None when the job must not run (already taken,
+    ended, expired in the queue, cancelled, or access ended while it waited)."""
+    job = SandboxJob.objects.filter(pk=job_id).select_related("variant", "user").first()
+    if job is None or job.status != JobStatus.QUEUED:
+        return None
+    now = timezone.now()
+    if job.created_at < now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS):
+        sandbox_job_end(
+            job_id=job.pk, status=JobStatus.EXPIRED, code="queue_timeout", http_status=503,
+            message="The sandbox was too busy to start this request in time. Try again.",
+            from_statuses=[JobStatus.QUEUED],
+        )  # fmt: skip
+        return None
+    _, _, refusal = sandbox_access(job.user, job.variant.slug)
+    if refusal is not None:
+        sandbox_job_end(
+            job_id=job.pk, status=JobStatus.CANCELLED, code=refusal.code, http_status=refusal.status,
+            message=refusal.message, from_statuses=[JobStatus.QUEUED],
+        )  # fmt: skip
+        return None
+    started = SandboxJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200]
+    )
+    if not started:
+        return None
+    job.refresh_from_db()
+    return job
+
+
+def sandbox_job_succeed(
+    *,
+    job_id,
+    outputs: list[str],
+    finish_reasons: list[str],
+    prompt_tokens: int,
+    completion_tokens: int,
+    first_token_at: dt.datetime | None,
+) -> bool:
+    """Running -> succeeded with its counts, then the stream's last event; False if the job had
+    ended meanwhile (cancelled, or failed by the sweep)."""
+    done = SandboxJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.SUCCEEDED,
+        outputs=outputs,
+        finish_reasons=finish_reasons,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        first_token_at=first_token_at,
+        finished_at=timezone.now(),
+    )
+    if done:
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        transport().publish(job_id, [{"type": "done", "usage": usage}])
+    return bool(done)
+
+
+def sandbox_job_record_progress(*, job_id, prompt_tokens: int, first_token_at: dt.datetime) -> None:
+    SandboxJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        prompt_tokens=prompt_tokens, first_token_at=first_token_at
+    )
+
+
+@transaction.atomic
+def sandbox_job_cancel(*, job: SandboxJob, actor, request=None) -> SandboxJob:
+    """Stop a job: a queued one ends now, a running one within a few decode steps (its worker
+    looks for the request several times a second)."""
+    job = SandboxJob.objects.select_for_update().get(pk=job.pk)
+    if not job.is_live:
+        return job
+    if job.status == JobStatus.QUEUED:
+        transaction.on_commit(
+            lambda: sandbox_job_end(
+                job_id=job.pk, status=JobStatus.CANCELLED, code="cancelled", http_status=409,
+                message="This request was cancelled.", from_statuses=[JobStatus.QUEUED],
+            )  # fmt: skip
+        )
+    SandboxJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    if actor is not None and actor.pk != job.user_id:
+        audit_event_record(action="sandbox.job_cancelled", actor=actor, target=job, request=request)
+    job.refresh_from_db()
+    return job
+
+
+def sandbox_jobs_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Fail running jobs whose worker stopped touching them (it died), expire jobs queued too
+    long, and delete old stream logs. Run by beat, and by a waiting request that hears nothing."""
+    now = now or timezone.now()
+    stale = now - dt.timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    lost = expired = 0
+    for job_id in SandboxJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale).values_list(
+        "pk", flat=True
+    ):
+        lost += sandbox_job_end(
+            job_id=job_id, status=JobStatus.FAILED, code="worker_lost", http_status=500,
+            message="The sandbox worker running this request stopped. Nothing was charged for it; try again.",
+            from_statuses=[JobStatus.RUNNING],
+        )  # fmt: skip
+    too_old = now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS)
+    for job_id in SandboxJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=too_old).values_list(
+        "pk", flat=True
+    ):
+        expired += sandbox_job_end(
+            job_id=job_id, status=JobStatus.EXPIRED, code="queue_timeout", http_status=503,
+            message="The sandbox was too busy to start this request in time. Try again.",
+            from_statuses=[JobStatus.QUEUED],
+        )  # fmt: skip
+    discarded = transport().discard_older_than(3600)
+    return {"lost": lost, "expired": expired, "stream_logs_deleted": discarded}
+
+
+def sandbox_job_check_alive(*, job_id) -> None:
+    """The sweep for one job a client waits on: ends it if its worker is gone or it queued too long."""
+    job = SandboxJob.objects.filter(pk=job_id).only("status", "heartbeat_at", "created_at").first()
+    if job is None or not job.is_live:
+        return
+    now = timezone.now()
+    if job.status == JobStatus.RUNNING and job.heartbeat_at is not None:
+        if job.heartbeat_at < now - dt.timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS):
+            sandbox_jobs_sweep(now=now)
+    elif job.status == JobStatus.QUEUED:
+        if job.created_at < now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS):
+            sandbox_jobs_sweep(now=now)
+
+
+def sandbox_records_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete the prompts and outputs of jobs older than SANDBOX_RECORD_RETENTION_DAYS; counts,
+    timings and attribution stay. How many jobs were purged."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=settings.SANDBOX_RECORD_RETENTION_DAYS)
+    return (
+        SandboxJob.objects.filter(created_at__lt=cutoff, records_purged_at__isnull=True)
+        .exclude(status__in=LIVE_STATUSES)
+        .update(prompts=None, outputs=None, records_purged_at=now)
+    )
+
+
+@transaction.atomic
+def sandbox_quota_set(
+    *, user, actor, concurrent_requests: int | None, requests_per_minute: int | None,
+    tokens_per_day: int | None, note: str = "", request=None,
+) -> SandboxQuota | None:  # fmt: skip
+    """Override a user's sandbox limits (None keeps that default); all None removes the override."""
+    before = SandboxQuota.objects.filter(user=user).first()
+    values = {
+        "concurrent_requests": concurrent_requests,
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_day": tokens_per_day,
+    }
+    previous = {field: getattr(before, field) for field in values} if before else None
+    if all(value is None for value in values.values()):
+        if before is not None:
+            before.delete()
+        quota = None
+    else:
+        quota = before or SandboxQuota(user=user)
+        for field, value in values.items():
+            setattr(quota, field, value)
+        quota.note, quota.updated_by, quota.updated_at = note, actor, timezone.now()
+        quota.full_clean()
+        quota.save()
+    audit_event_record(
+        action="sandbox.quota_set", actor=actor, target=user, request=request,
+        details={"before": previous, "after": values if quota else None, "note": note},
+    )  # fmt: skip
+    return quota
