@@ -142,6 +142,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The test database is a file, not memory, so a real Celery worker started by the
     # tests can open it too; one per test run, so parallel runs do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+    # The embedded default serves several processes at once (web, worker, sandbox worker): write
+    # transactions take the lock when they begin, so two never deadlock upgrading a read lock
+    # ("database is locked"), and they wait their turn; WAL lets readers go on while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
@@ -236,7 +246,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": f"{PORTAL_SITE_NAME} API",
-    "DESCRIPTION": "Research access to model weights: catalog, requests, review, grants, downloads.",
+    "DESCRIPTION": "Research access to model weights: catalog, requests, review, grants, downloads, sandbox jobs.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -250,6 +260,7 @@ SPECTACULAR_SETTINGS = {
         "DecisionKindEnum": "access.review.models.DecisionKind",
         "MessageKindEnum": "access.requests.models.MessageKind",
         "VariantDecisionEnum": "access.requests.models.VariantDecision",
+        "SandboxJobStatusEnum": "inference.sandbox.models.JobStatus",
     },
 }
 # Personal API tokens.

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("access.grants.api_urls")),
     path("", include("access.distribution.api_urls")),
     path("", include("access.review.api_urls")),
+    path("", include("inference.sandbox.api_urls")),
 ]
 
 urlpatterns = [
@@ -37,6 +38,8 @@ urlpatterns = [
     # The sandbox's OpenAI-compatible API, for every model and for one (per-model base URL).
     path("v1/", include("inference.sandbox.urls")),
     path("sandbox/<slug:slug>/v1/", include(("inference.sandbox.urls", "sandbox-one"))),
+    # The playground, the researcher's usage page, and the reviewers' view of sandbox use.
+    path("", include("inference.sandbox.page_urls")),
     path("api/docs/", api_docs, name="api-docs"),
     # Unknown API paths answer with the API's JSON error body, also while DEBUG is on.
     re_path(r"^api/", portal_views.api_path_not_found),

@@ -18,10 +18,13 @@ def sandbox_job_run(self, job_id: str) -> None:
     from inference.sandbox.worker import batcher_for_process  # torch loads in sandbox workers only
 
     worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
-    job = sandbox_job_start(job_id=job_id, worker=worker)
-    if job is None:
-        return
-    batcher_for_process(worker).run(job)
+    batcher = batcher_for_process(worker)
+    with batcher.arriving():
+        job = sandbox_job_start(job_id=job_id, worker=worker)
+        if job is None:
+            return
+        active = batcher.submit(job)
+    batcher.wait(active)
 
 
 @shared_task(name="inference.sandbox_jobs_sweep", ignore_result=True, time_limit=120, soft_time_limit=100)

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -95,21 +96,42 @@ class Batcher:
         self._running: dict[str, ActiveJob] = {}
         self._cond = threading.Condition()
         self._load: deque[tuple[float, int]] = deque()
+        self._arriving = 0  # jobs this process received and is starting: the batch waits for them
         threading.Thread(target=self._loop, name="sandbox-batcher", daemon=True).start()
         threading.Thread(target=self._watch, name="sandbox-watchman", daemon=True).start()
 
     # --- called from Celery task threads ----------------------------------------------------------
 
-    def run(self, job: SandboxJob) -> None:
-        """Run a started job to its end (the batch it joins may hold others); returns when it ended."""
+    @contextmanager
+    def arriving(self):
+        """Around a job's start: a batch about to form waits for jobs already in this process."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
+
+    def submit(self, job: SandboxJob) -> ActiveJob:
+        """Queue a started job for the next batch."""
         active = ActiveJob(job=job, deadline=time.monotonic() + settings.SANDBOX_JOB_TIME_LIMIT_SECONDS)
         with self._cond:
             self._running[str(job.pk)] = active
             self._pending.append(active)
             self._cond.notify_all()
-        # The batcher ends every job it is given; the margin covers a batch stuck in one step.
+        return active
+
+    def wait(self, active: ActiveJob) -> None:
+        """Return once the job ended (the batcher ends every job it is given; the margin covers a
+        batch stuck inside one step)."""
         if not active.done.wait(settings.SANDBOX_JOB_TIME_LIMIT_SECONDS + 30):
             self._end(active, JobStatus.FAILED, "timeout", 504, "The request ran past the sandbox's time limit.")
+
+    def run(self, job: SandboxJob) -> None:
+        """Run a started job to its end (the batch it joins may hold others)."""
+        self.wait(self.submit(job))
 
     # --- the batcher thread -----------------------------------------------------------------------
 
@@ -126,7 +148,7 @@ class Batcher:
             first_seen = time.monotonic()
             expected = min(self._expected_jobs(first_seen), settings.SANDBOX_MAX_BATCH)
             window = settings.SANDBOX_BATCH_WINDOW_MS / 1000
-            while len(self._pending) < expected and time.monotonic() < first_seen + window:
+            while (len(self._pending) < expected or self._arriving) and time.monotonic() < first_seen + window:
                 self._cond.wait(first_seen + window - time.monotonic())
             self._load.append((time.monotonic(), len(self._pending)))
             key = self._pending[0].batch_key()
