@@ -173,7 +173,7 @@ class Sequence:
             return self._finish("length")
         # Keep back the longest tail that could still grow into a stop sequence.
         keep = max((k for s in self.params.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
-        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
         c.text += out
         return out
 
@@ -231,7 +231,8 @@ def generate_stream(
         logprob = float(logprobs[0]) if logprobs is not None else None
         text = seq.push(token, logprob)
         reason = seq.completion.finish_reason
-        yield StreamChunk(text=text, token=None if token == tokenizer.eos_id else token, logprob=logprob,
-                          finish_reason=reason)
+        yield StreamChunk(
+            text=text, token=None if token == tokenizer.eos_id else token, logprob=logprob, finish_reason=reason
+        )
         if reason:
             return

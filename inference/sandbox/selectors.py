@@ -67,8 +67,12 @@ def sandbox_access(user, slug: str) -> tuple[ModelVariant | None, object | None,
     """The variant named ``slug``, the grant that lets the user run it, and None; or why not."""
     variant = ModelVariant.objects.filter(slug=slug, sandbox=True, is_listed=True).select_related("family").first()
     if variant is None:
-        return None, None, SandboxRefusal(
-            404, "model_not_found", f"The model {slug!r} does not exist in the sandbox. GET /v1/models lists yours."
+        return (
+            None,
+            None,
+            SandboxRefusal(
+                404, "model_not_found", f"The model {slug!r} does not exist in the sandbox. GET /v1/models lists yours."
+            ),
         )
     grant = _latest_grants(user, [variant]).get(variant.pk)
     if _usable(grant):

@@ -117,9 +117,7 @@ def sandbox_job_submit(
     SandboxLimitError (a quota, or the queue is full)."""
     max_tokens_cap = variant.sandbox_max_tokens or settings.SANDBOX_MAX_TOKENS
     if generation.max_tokens > max_tokens_cap:
-        raise ParamError(
-            f"'max_tokens' may be at most {max_tokens_cap} for {variant.slug}.", param="max_tokens"
-        )
+        raise ParamError(f"'max_tokens' may be at most {max_tokens_cap} for {variant.slug}.", param="max_tokens")
     # One user's admissions take turns (their user row is the lock), so two requests at once
     # cannot both take the last concurrent slot or the last of the budget.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
@@ -230,10 +228,9 @@ def sandbox_job_succeed(
     return bool(done)
 
 
-def sandbox_job_record_progress(*, job_id, prompt_tokens: int, first_token_at: dt.datetime) -> None:
-    SandboxJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        prompt_tokens=prompt_tokens, first_token_at=first_token_at
-    )
+def sandbox_job_record_prompt_tokens(*, job_id, prompt_tokens: int) -> None:
+    """Counted when its batch starts, so a job that fails or is cancelled later still shows them."""
+    SandboxJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(prompt_tokens=prompt_tokens)
 
 
 @transaction.atomic
@@ -246,9 +243,13 @@ def sandbox_job_cancel(*, job: SandboxJob, actor, request=None) -> SandboxJob:
     if job.status == JobStatus.QUEUED:
         transaction.on_commit(
             lambda: sandbox_job_end(
-                job_id=job.pk, status=JobStatus.CANCELLED, code="cancelled", http_status=409,
-                message="This request was cancelled.", from_statuses=[JobStatus.QUEUED],
-            )  # fmt: skip
+                job_id=job.pk,
+                status=JobStatus.CANCELLED,
+                code="cancelled",
+                http_status=409,
+                message="This request was cancelled.",
+                from_statuses=[JobStatus.QUEUED],
+            )
         )
     SandboxJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
     if actor is not None and actor.pk != job.user_id:

@@ -37,7 +37,7 @@ from inference.sandbox.registry import ModelRegistry
 from inference.sandbox.selectors import sandbox_access
 from inference.sandbox.services import (
     sandbox_job_end,
-    sandbox_job_record_progress,
+    sandbox_job_record_prompt_tokens,
     sandbox_job_succeed,
 )
 from inference.sandbox.transport import transport
@@ -169,7 +169,7 @@ class Batcher:
             try:
                 close_old_connections()
                 self._run_batch(batch)
-            except Exception as exc:  # noqa: BLE001 (a failed batch must end its jobs, not the worker)
+            except Exception as exc:  # a failed batch must end its jobs, not the worker
                 logger.exception("sandbox batch failed")
                 for active in batch:
                     self._end(active, JobStatus.FAILED, "server_error", 500, f"The sandbox worker failed: {exc}")
@@ -181,6 +181,11 @@ class Batcher:
             active.ended = True
             sandbox_job_end(job_id=active.job.pk, status=status, code=code, message=message, http_status=http_status)
         self._release(active)
+
+    def _stop(self, active: ActiveJob) -> None:
+        status, code, http_status = active.stop_reason
+        message = "This request was cancelled." if code == "cancelled" else "Your access to this model ended."
+        self._end(active, status, code, http_status, message)
 
     def _release(self, active: ActiveJob) -> None:
         for row in active.rows:
@@ -224,10 +229,13 @@ class Batcher:
         model, tokenizer = loaded.model, loaded.tokenizer
         runnable = []
         for active in batch:
-            problem = self._rows_prepare(active, tokenizer, model.args.max_seq_len)
+            if active.stop_reason is not None:  # cancelled, or access ended, while it waited here
+                self._stop(active)
+                continue
+            problem = None if active.rows else self._rows_prepare(active, tokenizer, model.args.max_seq_len)
             if problem:
                 self._end(active, JobStatus.FAILED, "context_length_exceeded", 400, problem)
-            elif active.stop_reason is None:
+            else:
                 runnable.append(active)
         if not runnable:
             return
@@ -265,10 +273,9 @@ class Batcher:
                 SamplingParams(max_new_tokens=p["max_tokens"], stop=tuple(p["stop"]), logprobs=wants_logprobs),
             )
         for active in jobs:
-            sandbox_job_record_progress(
-                job_id=active.job.pk, prompt_tokens=sum(len(row.prompt) for row in active.rows),
-                first_token_at=timezone.now(),
-            )  # fmt: skip
+            sandbox_job_record_prompt_tokens(
+                job_id=active.job.pk, prompt_tokens=sum(len(row.prompt) for row in active.rows)
+            )
         window = []
         last_drain = time.monotonic()
         for step_number, step in enumerate(decode_steps(model, [row.prompt for row in rows], shared)):
@@ -285,7 +292,11 @@ class Batcher:
         """Move a window of steps to the host (one sync), feed each row, stream each job's text."""
         if window:
             ids = torch.stack([step.ids for step in window], dim=1).tolist()
-            lps = torch.stack([step.logprobs for step in window], dim=1).tolist() if window[0].logprobs is not None else None
+            lps = (
+                torch.stack([step.logprobs for step in window], dim=1).tolist()
+                if window[0].logprobs is not None
+                else None
+            )
             if top:
                 top_lps = torch.stack([step.top_logprobs for step in window], dim=1).tolist()
                 top_ids = torch.stack([step.top_ids for step in window], dim=1).tolist()
@@ -294,20 +305,20 @@ class Batcher:
             if active.ended:
                 continue
             if active.stop_reason is not None:
-                status, code, http_status = active.stop_reason
-                message = "This request was cancelled." if code == "cancelled" else "Your access to this model ended."
-                self._end(active, status, code, http_status, message)
+                self._stop(active)
                 continue
             if now > active.deadline:
                 limit = settings.SANDBOX_JOB_TIME_LIMIT_SECONDS
-                self._end(active, JobStatus.FAILED, "timeout", 504, f"The request ran past the sandbox's limit of {limit} s.")
+                self._end(
+                    active, JobStatus.FAILED, "timeout", 504, f"The request ran past the sandbox's limit of {limit} s."
+                )
                 continue
             choices = []
             for row in active.rows:
                 if row.done or not window:
                     continue
                 r = rows.index(row)
-                text, tokens, logprobs = "", [], []
+                text, tokens = "", []
                 for j, token in enumerate(ids[r]):
                     if row.seq.completion.finish_reason:
                         break
@@ -318,7 +329,9 @@ class Batcher:
                             entry["logprob"] = lps[r][j]
                         if top and active.params.get("logprobs"):
                             k = active.params["logprobs"]
-                            entry["top"] = {tokenizer.piece(t): v for t, v in zip(top_ids[r][j][:k], top_lps[r][j][:k], strict=True)}
+                            entry["top"] = {
+                                tokenizer.piece(t): v for t, v in zip(top_ids[r][j][:k], top_lps[r][j][:k], strict=True)
+                            }
                         tokens.append(entry)
                 reason = row.seq.completion.finish_reason
                 if reason:
@@ -369,7 +382,7 @@ class Batcher:
                     last_beat = time.monotonic()
                     SandboxJob.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
                     self._access_recheck(running.values())
-            except Exception:  # noqa: BLE001 (the watchman must outlive a lost database connection)
+            except Exception:  # the watchman must outlive a lost database connection
                 logger.exception("sandbox watchman failed; retrying")
                 close_old_connections()
 

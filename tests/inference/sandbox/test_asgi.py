@@ -70,7 +70,7 @@ def _uvicorn(folders: dict):
 
 @pytest.fixture
 def asgi_url(sandbox_ready, sandbox_folders):
-    with _uvicorn(sandbox_folders) as (url, log_tail):
+    with _uvicorn(sandbox_folders) as (url, _):
         yield url
 
 

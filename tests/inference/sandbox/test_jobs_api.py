@@ -41,7 +41,9 @@ def test_one_job_shows_its_records_and_how_long_they_are_kept(bearer_client, res
 
     assert body["prompts"] == ["Hello"] and body["error"] == {"code": "worker_lost", "message": "stopped"}
     assert body["records_kept_until"].startswith(
-        (job.created_at + __import__("datetime").timedelta(days=settings.SANDBOX_RECORD_RETENTION_DAYS)).date().isoformat()
+        (job.created_at + __import__("datetime").timedelta(days=settings.SANDBOX_RECORD_RETENTION_DAYS))
+        .date()
+        .isoformat()
     )
 
 

@@ -29,7 +29,9 @@ def _engine_reference(checkpoint, prompt: str, max_new_tokens: int) -> dict:
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
-def test_greedy_completion_equals_the_engine_token_for_token(openai_client, demo_grant, demo_checkpoint, sandbox_worker):
+def test_greedy_completion_equals_the_engine_token_for_token(
+    openai_client, demo_grant, demo_checkpoint, sandbox_worker
+):
     reference = _engine_reference(demo_checkpoint, PROMPT, 24)
 
     completion = openai_client().completions.create(
@@ -66,7 +68,9 @@ def test_a_list_of_prompts_gets_one_choice_each_in_order(openai_client, demo_gra
     prompts = ["Once upon a time", PROMPT, "The"]
     references = [_engine_reference(demo_checkpoint, prompt, 12)["text"] for prompt in prompts]
 
-    completion = openai_client().completions.create(model="llama-demo-tiny", prompt=prompts, max_tokens=12, temperature=0)
+    completion = openai_client().completions.create(
+        model="llama-demo-tiny", prompt=prompts, max_tokens=12, temperature=0
+    )
 
     assert [choice.index for choice in completion.choices] == [0, 1, 2]
     assert [choice.text for choice in completion.choices] == references
@@ -78,7 +82,9 @@ def test_chat_answers_through_the_documented_template(openai_client, demo_grant,
     messages = [{"role": "user", "content": "Say hello."}]
     reference = _engine_reference(demo_checkpoint, chat_prompt([("user", "Say hello.")]), 20)
 
-    reply = openai_client().chat.completions.create(model="llama-demo-tiny", messages=messages, max_tokens=20, temperature=0)
+    reply = openai_client().chat.completions.create(
+        model="llama-demo-tiny", messages=messages, max_tokens=20, temperature=0
+    )
 
     assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content == reference["text"].split("\n### User:")[0]
@@ -95,8 +101,12 @@ def test_chat_answers_through_the_documented_template(openai_client, demo_grant,
 
 def test_sampling_with_a_seed_repeats_and_n_gives_several_choices(openai_client, demo_grant):
     client = openai_client()
-    first = client.completions.create(model="llama-demo-tiny", prompt=PROMPT, max_tokens=16, temperature=1.0, seed=7, n=3)
-    again = client.completions.create(model="llama-demo-tiny", prompt=PROMPT, max_tokens=16, temperature=1.0, seed=7, n=3)
+    first = client.completions.create(
+        model="llama-demo-tiny", prompt=PROMPT, max_tokens=16, temperature=1.0, seed=7, n=3
+    )
+    again = client.completions.create(
+        model="llama-demo-tiny", prompt=PROMPT, max_tokens=16, temperature=1.0, seed=7, n=3
+    )
 
     assert [c.text for c in first.choices] == [c.text for c in again.choices]
     assert len({c.text for c in first.choices}) > 1  # three draws, not one copied
@@ -108,7 +118,7 @@ def test_the_per_model_base_url_completes_without_naming_the_model(live_server, 
         data=json.dumps({"prompt": PROMPT, "max_tokens": 4, "temperature": 0}).encode(),
         headers={"Authorization": f"Bearer {api_key(researcher)}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (the live server)
+    with urllib.request.urlopen(request, timeout=30) as response:
         body = json.loads(response.read())
         headers = response.headers
 

@@ -35,7 +35,9 @@ def _streams_in_tmp(settings, tmp_path):
 def submit(researcher, sandbox_grant, django_capture_on_commit_callbacks, monkeypatch):
     """submit(**body): admit a request for llama-7b as the researcher; the task it sends is recorded."""
     sent = []
-    monkeypatch.setattr("celery.app.base.Celery.send_task", lambda self, name, args, queue: sent.append((name, args, queue)))
+    monkeypatch.setattr(
+        "celery.app.base.Celery.send_task", lambda self, name, args, queue: sent.append((name, args, queue))
+    )
 
     def run(user=None, **body):
         body = {"model": "llama-7b", "prompt": "Hello", "max_tokens": 16, **body}
@@ -55,7 +57,9 @@ def _events(job) -> list[dict]:
     return events
 
 
-def test_an_admitted_request_is_a_queued_job_attributed_to_its_grant_and_sent_to_the_sandbox_queue(submit, sandbox_grant, settings):
+def test_an_admitted_request_is_a_queued_job_attributed_to_its_grant_and_sent_to_the_sandbox_queue(
+    submit, sandbox_grant, settings
+):
     job, headers = submit(prompt=["a", "b"], n=2, max_tokens=10)
 
     assert job.status == JobStatus.QUEUED and job.grant == sandbox_grant and job.prompts == ["a", "b"]
@@ -187,7 +191,9 @@ def test_the_sweep_fails_jobs_whose_worker_went_silent_and_expires_stale_queued_
     }  # fmt: skip
 
 
-def test_cancelling_a_queued_job_ends_it_at_once_and_tells_its_stream(submit, researcher, django_capture_on_commit_callbacks):
+def test_cancelling_a_queued_job_ends_it_at_once_and_tells_its_stream(
+    submit, researcher, django_capture_on_commit_callbacks
+):
     job, _ = submit()
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -49,14 +49,18 @@ def test_a_worker_killed_mid_generation_fails_the_job_once_and_the_next_request_
     started_at = job.started_at
 
     sandbox_worker.start()
-    completion = openai_client().completions.create(model="llama-demo-tiny", prompt="Hello", max_tokens=8, temperature=0)
+    completion = openai_client().completions.create(
+        model="llama-demo-tiny", prompt="Hello", max_tokens=8, temperature=0
+    )
     assert completion.choices[0].text
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.started_at == started_at  # not run a second time
     assert SandboxJob.objects.filter(status=JobStatus.SUCCEEDED).count() == 1
 
 
-def test_cancel_through_the_api_stops_a_running_stream_within_moments(openai_client, demo_grant, researcher, bearer_client):
+def test_cancel_through_the_api_stops_a_running_stream_within_moments(
+    openai_client, demo_grant, researcher, bearer_client
+):
     stream = openai_client().completions.create(stream=True, **LONG)
     next(iter(stream))
     job = SandboxJob.objects.get()
