@@ -48,6 +48,9 @@ _ADMIN_PERMISSIONS = _REVIEWER_PERMISSIONS + [
     "portal.change_user",
     "portal.view_apitoken",
     "auth.view_group",
+    # Sandbox jobs and quotas are read-only in the admin: reviewers set quotas on the review pages.
+    "inference.view_sandboxjob",
+    "inference.view_sandboxquota",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     RESEARCHER: [],

@@ -1,7 +1,7 @@
-"""What operators rely on when they deploy: docker-compose.yml, deploy/nginx.conf,
-the Dockerfile, .env.example, and production mode of the settings (it passes
-`check --deploy`, refuses to start without its secrets, and answers with the
-security headers).
+"""What operators rely on when they deploy: docker-compose.yml (and its CPU
+override for the sandbox worker), deploy/nginx.conf, the Dockerfile, .env.example,
+and production mode of the settings (it passes `check --deploy`, refuses to start
+without its secrets, and answers with the security headers).
 
 Production mode is exercised in a subprocess, since settings are read once per
 process. Those subprocesses do not read a .env in the checkout (a developer's
@@ -22,15 +22,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_CPU_FILE = ROOT / "docker-compose.cpu.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 DOCKERFILE = ROOT / "Dockerfile"
 SETTINGS = ROOT / "portal" / "settings.py"
+README = ROOT / "README.md"
 
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "asgi", "worker", "beat")
 ONE_SHOT_SERVICES = {"migrate", "createbucket"}
 SUBPROCESS_TIMEOUT = 180
 
@@ -81,6 +84,37 @@ def _settings_variables() -> set[str]:
     return names
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as compose reads it: also the `!reset` and `!override` tags of override files."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: {"!reset": True})
+_ComposeLoader.add_multi_constructor(
+    "!override", lambda loader, suffix, node: loader.construct_mapping(node, deep=True)
+)
+
+
+def _celery_queues(command: list[str]) -> list[str]:
+    """The queues a `celery worker` command consumes (-Q/--queues); [] when it names none."""
+    for index, arg in enumerate(command):
+        for name in ("-Q", "--queues"):
+            if arg == name:
+                return command[index + 1].split(",")
+            if arg.startswith(f"{name}="):
+                return arg.split("=", 1)[1].split(",")
+    return []
+
+
+def _option(command: list[str], name: str) -> str | None:
+    """The value of `--name=value` or `--name value` in a command."""
+    for index, arg in enumerate(command):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name and index + 1 < len(command):
+            return command[index + 1]
+    return None
+
+
 def _compose_variables(text: str) -> set[str]:
     """Names compose interpolates: ${NAME}, ${NAME:-default}, $NAME; "$$" is a literal dollar."""
     unescaped = text.replace("$$", "")
@@ -91,7 +125,10 @@ def _compose_variables(text: str) -> set[str]:
 
 
 def test_compose_defines_every_service_of_the_deployment(services):
-    expected = {"migrate", "web", "worker", "beat", "proxy", "postgres", "redis", "minio", "createbucket"}
+    expected = {
+        "migrate", "web", "asgi", "worker", "sandbox-worker", "beat", "proxy", "postgres", "redis", "minio",
+        "createbucket",
+    }  # fmt: skip
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
@@ -99,7 +136,7 @@ def test_compose_defines_every_service_of_the_deployment(services):
     assert services["createbucket"]["image"].startswith("minio/mc")
 
 
-def test_web_worker_and_beat_share_one_anchor_for_image_and_settings(compose_text, compose, services):
+def test_app_services_share_one_anchor_for_image_and_settings(compose_text, compose, services):
     anchors = re.findall(r"^(x-[\w-]+):\s*&([\w-]+)\s*$", compose_text, flags=re.MULTILINE)
     assert anchors, "docker-compose.yml should define the shared settings once, as an x-... anchor"
     extension, anchor = anchors[0]
@@ -118,12 +155,77 @@ def test_web_worker_and_beat_share_one_anchor_for_image_and_settings(compose_tex
     assert "@postgres:5432/" in environment["DATABASE_URL"]
     assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
     assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+    # The sandbox worker merges the anchor too, with its own image and a few settings more.
+    block = re.search(r"^  sandbox-worker:\n((?:    .*\n|\n)*)", compose_text, flags=re.MULTILINE)
+    assert block and f"<<: *{anchor}" in block.group(1)
+    sandbox = services["sandbox-worker"]
+    assert sandbox["env_file"] == common["env_file"]
+    assert sandbox["environment"].items() >= environment.items(), "sandbox-worker lost the anchor's environment"
 
 
 def test_web_runs_gunicorn_worker_and_beat_run_celery(services):
     assert "gunicorn" in services["web"]["command"] and "portal.wsgi:application" in services["web"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "portal", "beat"]
+
+
+def test_asgi_serves_the_sandbox_api_with_uvicorn_on_port_8001(services):
+    asgi = services["asgi"]
+    command = asgi["command"]
+    assert command[:2] == ["uvicorn", "portal.asgi:application"]
+    assert _option(command, "--host") == "0.0.0.0"
+    assert _option(command, "--port") == "8001"
+    assert _option(command, "--workers") == "${ASGI_WORKERS:-2}"
+    # Django reads the scheme and client address from nginx's headers as on web; uvicorn
+    # trusting them too would make REMOTE_ADDR whatever a client wrote into X-Forwarded-For.
+    assert "--no-proxy-headers" in command and _option(command, "--forwarded-allow-ips") is None
+    assert asgi["expose"] == ["8001"]
+    probe = asgi["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8001/healthz" in probe[3] and "ALLOWED_HOSTS" in probe[3]
+
+
+def test_sandbox_worker_runs_the_sandbox_queue_in_threads_on_a_reserved_gpu(compose, services):
+    sandbox = services["sandbox-worker"]
+    command = sandbox["command"]
+    assert command[:4] == ["celery", "-A", "portal", "worker"]
+    assert _celery_queues(command) == [f"${{SANDBOX_QUEUE:-{settings.SANDBOX_QUEUE}}}"]
+    assert settings.CELERY_TASK_ROUTES["inference.sandbox_job_run"]["queue"] == settings.SANDBOX_QUEUE
+    assert _option(command, "--pool") == "threads"
+    assert _option(command, "--concurrency") == "${SANDBOX_WORKER_CONCURRENCY:-32}"
+    assert _option(command, "--hostname") == "sandbox@%h"
+    assert "--destination sandbox@$$HOSTNAME" in " ".join(sandbox["healthcheck"]["test"])
+    devices = sandbox["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert sandbox["environment"]["SANDBOX_DEVICE"].startswith("${SANDBOX_DEVICE:-cuda")
+    # Its image is the same Dockerfile with CUDA torch, under a name of its own.
+    assert sandbox["build"]["context"] == "."
+    assert "TORCH_INDEX_URL" in sandbox["build"]["args"]
+    assert sandbox["image"] != compose["x-portal-common"]["image"]
+    # The checked weights survive a restart, in a named volume where the settings look for them.
+    cache = sandbox["environment"]["SANDBOX_CACHE_DIR"]
+    assert f"sandbox-cache:{cache}" in sandbox["volumes"]
+    assert "sandbox-cache" in compose["volumes"]
+    # A warm shutdown lets a running job reach its time limit.
+    assert re.fullmatch(r"\d+m", sandbox["stop_grace_period"])
+    assert int(sandbox["stop_grace_period"][:-1]) * 60 > settings.SANDBOX_JOB_TIME_LIMIT_SECONDS
+
+
+def test_default_worker_consumes_only_the_default_queue_never_the_sandbox(services):
+    queues = _celery_queues(services["worker"]["command"])
+    assert queues == ["celery"]
+    assert settings.SANDBOX_QUEUE not in queues and "sandbox" not in queues
+    for name in ("web", "asgi", "beat", "migrate"):
+        assert "-Q" not in services[name]["command"] and "--queues" not in services[name]["command"]
+
+
+def test_cpu_override_drops_the_gpu_reservation_and_runs_the_sandbox_on_the_cpu():
+    override = yaml.load(COMPOSE_CPU_FILE.read_text(), Loader=_ComposeLoader)  # noqa: S506 (SafeLoader's subclass)
+    assert set(override["services"]) == {"sandbox-worker"}
+    sandbox = override["services"]["sandbox-worker"]
+    assert sandbox["deploy"] == {"!reset": True}
+    assert sandbox["environment"]["SANDBOX_DEVICE"] == "cpu"
+    assert sandbox["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
 
 
 def test_migrate_service_migrates_and_seeds_the_catalog_before_web_starts(services):
@@ -170,13 +272,15 @@ def test_services_wait_for_health_or_completion_of_what_they_need(services):
     assert set(services["worker"]["depends_on"]) >= {"migrate", "createbucket", "redis"}
     assert set(services["migrate"]["depends_on"]) >= {"postgres"}
     assert set(services["createbucket"]["depends_on"]) >= {"minio"}
-    assert set(services["proxy"]["depends_on"]) >= {"web"}
+    assert set(services["proxy"]["depends_on"]) >= {"web", "asgi"}
+    assert set(services["asgi"]["depends_on"]) >= {"migrate", "redis"}
+    assert set(services["sandbox-worker"]["depends_on"]) >= {"migrate", "createbucket", "redis"}
 
 
-def test_web_and_worker_can_be_scaled(services):
+def test_web_asgi_and_workers_can_be_scaled(services):
     for name, service in services.items():
         assert "container_name" not in service, f"{name} has a container_name, so it cannot be scaled"
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, "sandbox-worker"):
         assert "ports" not in services[name], f"{name} publishes a host port, so a second replica cannot start"
     # Only the proxy is published; it balances over every web replica.
     assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
@@ -192,6 +296,75 @@ def test_proxy_balances_over_web_and_passes_the_scheme_on(services):
     assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$", conf)
     assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for", conf)
     assert re.search(r"proxy_set_header\s+Host\s+\$http_host", conf)
+
+
+def _nginx_locations(conf: str) -> list[tuple[str, str, str]]:
+    """(modifier, pattern, body) of each location of the server block (comments removed)."""
+    text = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
+    locations = []
+    for match in re.finditer(r"\blocation\s+(=|~\*|~|\^~)?\s*(\S+)\s*\{", text):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        locations.append((match.group(1) or "", match.group(2), text[match.end() : end - 1]))
+    return locations
+
+
+def _nginx_location_for(locations, uri: str) -> str:
+    """The body of the location nginx picks for ``uri``: an exact match; else the longest prefix if
+    it is ^~; else the first regular expression that matches, in file order; else the longest prefix."""
+    for modifier, pattern, body in locations:
+        if modifier == "=" and pattern == uri:
+            return body
+    prefixes = [(pattern, modifier, body) for modifier, pattern, body in locations
+                if modifier in ("", "^~") and uri.startswith(pattern)]  # fmt: skip
+    longest = max(prefixes, key=lambda item: len(item[0]), default=None)
+    if longest is not None and longest[1] == "^~":
+        return longest[2]
+    for modifier, pattern, body in locations:
+        if modifier in ("~", "~*") and re.search(pattern, uri, flags=re.IGNORECASE if modifier == "~*" else 0):
+            return body
+    assert longest is not None, f"no location for {uri}"
+    return longest[2]
+
+
+def _directive(body: str, name: str) -> list[str]:
+    return [value.strip() for value in re.findall(rf"(?:^|;|\n)\s*{name}\s+([^;]*);", body)]
+
+
+def test_proxy_sends_the_sandbox_api_to_asgi_unbuffered_and_everything_else_to_web(services):
+    conf = NGINX_CONF.read_text()
+    upstream = re.search(r"upstream\s+portal_asgi\s*\{([^}]*)\}", conf)
+    assert upstream, "nginx.conf needs an upstream portal_asgi"
+    port = _option(services["asgi"]["command"], "--port")
+    assert re.search(rf"server\s+asgi:{port}\s+resolve\s*;", upstream.group(1))  # re-resolved: asgi scales
+    assert re.search(r"keepalive\s+\d+\s*;", upstream.group(1))
+    locations = _nginx_locations(conf)
+    streams = [
+        "/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/llama-7b",
+        "/sandbox/llama-7b/v1/completions", "/sandbox/llama-demo-tiny/v1/chat/completions",
+        "/sandbox/llama-7b/v1/models",
+    ]  # fmt: skip
+    longest_wait = settings.SANDBOX_QUEUE_TIMEOUT_SECONDS + settings.SANDBOX_JOB_TIME_LIMIT_SECONDS
+    for uri in streams:
+        body = _nginx_location_for(locations, uri)
+        assert _directive(body, "proxy_pass") == ["http://portal_asgi"], uri
+        assert _directive(body, "proxy_buffering") == ["off"], uri
+        assert _directive(body, "proxy_cache") == ["off"], uri
+        assert _directive(body, "proxy_http_version") == ["1.1"], uri
+        assert set(_directive(body, "proxy_set_header")) >= {
+            'Connection ""', "Host $http_host", "X-Forwarded-For $proxy_add_x_forwarded_for",
+            "X-Forwarded-Proto $portal_forwarded_proto",
+        }, uri  # fmt: skip
+        timeout = _directive(body, "proxy_read_timeout")
+        assert timeout and int(timeout[0].rstrip("s")) > longest_wait, f"{uri}: a quiet stream would be cut"
+    # The playground page, the tokenizer endpoints, the jobs API and the download gateway stay on web.
+    for uri in ["/", "/sandbox/", "/sandbox/llama-7b/tokenize", "/api/v1/sandbox/jobs", "/healthz",
+                "/dl/abc123/consolidated.00.pth", "/dl/b/abc123/download.sh", "/x/v1/models"]:  # fmt: skip
+        body = _nginx_location_for(locations, uri)
+        assert _directive(body, "proxy_pass") == ["http://portal_web"], uri
+    assert _directive(_nginx_location_for(locations, "/dl/abc123/params.json"), "proxy_buffering") == ["off"]
 
 
 def test_bucket_service_creates_the_private_bucket_named_in_the_env(compose, services):
@@ -226,6 +399,15 @@ def test_every_variable_settings_read_is_documented_in_env_example():
         )
 
 
+def test_readme_configuration_names_every_sandbox_setting():
+    sandbox = {name for name in _settings_variables() if name.startswith("SANDBOX_")}
+    assert "SANDBOX_QUEUE" in sandbox
+    text = README.read_text()
+    configuration = text[text.index("## Configuration") : text.index("## Deployment")]
+    missing = {name for name in sandbox if f"`{name}`" not in configuration}
+    assert not missing, f"README.md Configuration: describe {sorted(missing)}"
+
+
 def test_env_example_holds_placeholders_not_secrets():
     values = {}
     for line in ENV_EXAMPLE.read_text().splitlines():
@@ -245,14 +427,17 @@ def _compose_command() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-def test_docker_compose_config_accepts_the_file(tmp_path):
+def _compose_config(tmp_path, *files: Path, args=("-q",)) -> subprocess.CompletedProcess:
     command = _compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed; the YAML checks above still ran")
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    file_args = []
+    for file in files:
+        shutil.copy(file, tmp_path / file.name)
+        file_args += ["-f", str(tmp_path / file.name)]
     result = subprocess.run(
-        [*command, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml"), "config", "-q"],
+        [*command, "--project-directory", str(tmp_path), *file_args, "config", *args],
         cwd=tmp_path,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
         capture_output=True,
@@ -260,16 +445,40 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    _compose_config(tmp_path, COMPOSE_FILE)
+
+
+def test_docker_compose_config_with_the_cpu_override_has_no_gpu_reservation(tmp_path):
+    gpu = json.loads(_compose_config(tmp_path, COMPOSE_FILE, args=("--format", "json")).stdout)
+    assert gpu["services"]["sandbox-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    cpu = json.loads(_compose_config(tmp_path, COMPOSE_FILE, COMPOSE_CPU_FILE, args=("--format", "json")).stdout)
+    sandbox = cpu["services"]["sandbox-worker"]
+    assert "devices" not in json.dumps(sandbox.get("deploy") or {})
+    assert sandbox["environment"]["SANDBOX_DEVICE"] == "cpu"
+    assert sandbox["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    # Everything else is as in the main file.
+    assert sandbox["command"] == gpu["services"]["sandbox-worker"]["command"]
+    assert cpu["services"]["web"] == gpu["services"]["web"]
 
 
 # --- Dockerfile -----------------------------------------------------------------------
 
 
-def test_dockerfile_builds_a_cpu_only_non_root_image_with_collected_static_files():
+def test_dockerfile_builds_a_cpu_only_non_root_image_with_collected_static_files(services):
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.MULTILINE)
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
-    assert "-r requirements.txt" in text
+    # torch's CPU wheel unless a build says otherwise (compose's sandbox-worker builds the CUDA one).
+    assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cpu$", text, flags=re.MULTILINE)
+    install = re.search(r"^RUN pip install (.*)$", text, flags=re.MULTILINE).group(1)
+    assert install == '${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r requirements.txt'
+    # The sandbox cache's mount point exists and belongs to the app, so the named volume does too.
+    cache = services["sandbox-worker"]["environment"]["SANDBOX_CACHE_DIR"]
+    assert re.search(rf"mkdir -p \S*{re.escape(cache)}", text)
+    assert re.search(rf"chown portal:portal .*{re.escape(cache)}", text)
     assert "collectstatic --noinput" in text
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}

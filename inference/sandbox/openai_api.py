@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
+import logging
 import threading
 import time
 
@@ -41,6 +42,8 @@ from inference.sandbox.services import (
 )
 from inference.sandbox.transport import END_TYPES, transport
 from portal.services import api_token_authenticate
+
+logger = logging.getLogger(__name__)
 
 QUIET_CHECK_SECONDS = 1.0  # after this long without an event, look whether the job's worker is alive
 
@@ -200,6 +203,8 @@ def _cancel_abandoned(job_id) -> None:
             job = SandboxJob.objects.filter(pk=job_id).first()
             if job is not None and job.is_live:
                 sandbox_job_cancel(job=job, actor=None)
+        except Exception:  # nobody waits on this thread: say what went wrong, the sweep ends the job
+            logger.exception("cancelling abandoned sandbox job %s failed", job_id)
         finally:
             close_old_connections()
 

@@ -16,6 +16,7 @@ import math
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -145,8 +146,9 @@ def sandbox_job_submit(
         completion_tokens_reserved=_completion_budget(generation),
         created_at=now,
     )
-    job.full_clean()
-    job.save()
+    # The user, grant and variant were just read; their existence checks would only cost queries.
+    job.full_clean(exclude=["user", "grant", "variant"], validate_unique=False)
+    job.save(force_insert=True)
     transaction.on_commit(lambda: current_app.send_task(RUN_TASK, args=[str(job.pk)], queue=settings.SANDBOX_QUEUE))
     return job, headers
 
@@ -168,33 +170,39 @@ def sandbox_job_end(
     return bool(ended)
 
 
-def sandbox_job_start(*, job_id, worker: str) -> SandboxJob | None:
+def sandbox_job_start(*, job_id, worker: str, check_access: bool = True) -> SandboxJob | None:
     """Queued -> running for exactly one worker; None when the job must not run (already taken,
-    ended, expired in the queue, cancelled, or access ended while it waited)."""
-    job = SandboxJob.objects.filter(pk=job_id).select_related("variant", "user").first()
-    if job is None or job.status != JobStatus.QUEUED:
-        return None
+    ended, expired in the queue, cancelled, or, with ``check_access``, access ended while it
+    waited). The worker passes ``check_access=False`` and checks access itself right after, off
+    the path to the first token (``worker.Batcher``), ending the job if access ended."""
     now = timezone.now()
-    if job.created_at < now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS):
-        sandbox_job_end(
-            job_id=job.pk, status=JobStatus.EXPIRED, code="queue_timeout", http_status=503,
-            message="The sandbox was too busy to start this request in time. Try again.",
-            from_statuses=[JobStatus.QUEUED],
-        )  # fmt: skip
-        return None
-    _, _, refusal = sandbox_access(job.user, job.variant.slug)
-    if refusal is not None:
-        sandbox_job_end(
-            job_id=job.pk, status=JobStatus.CANCELLED, code=refusal.code, http_status=refusal.status,
-            message=refusal.message, from_statuses=[JobStatus.QUEUED],
-        )  # fmt: skip
-        return None
-    started = SandboxJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200]
-    )
+    queued_since = now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS)
+    started = SandboxJob.objects.filter(
+        pk=job_id, status=JobStatus.QUEUED, created_at__gte=queued_since, cancel_requested_at__isnull=True
+    ).update(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200])
+    job = SandboxJob.objects.filter(pk=job_id).select_related("variant", "user").first()
     if not started:
+        if job is not None and job.status == JobStatus.QUEUED:
+            expired = job.created_at < queued_since
+            sandbox_job_end(
+                job_id=job.pk,
+                status=JobStatus.EXPIRED if expired else JobStatus.CANCELLED,
+                code="queue_timeout" if expired else "cancelled",
+                http_status=503 if expired else 409,
+                message="The sandbox was too busy to start this request in time. Try again."
+                if expired
+                else "This request was cancelled.",
+                from_statuses=[JobStatus.QUEUED],
+            )
         return None
-    job.refresh_from_db()
+    if check_access:
+        _, _, refusal = sandbox_access(job.user, job.variant.slug)
+        if refusal is not None:
+            sandbox_job_end(
+                job_id=job.pk, status=JobStatus.CANCELLED, code=refusal.code, http_status=refusal.status,
+                message=refusal.message, from_statuses=[JobStatus.RUNNING],
+            )  # fmt: skip
+            return None
     return job
 
 
@@ -317,6 +325,9 @@ def sandbox_quota_set(
     tokens_per_day: int | None, note: str = "", request=None,
 ) -> SandboxQuota | None:  # fmt: skip
     """Override a user's sandbox limits (None keeps that default); all None removes the override."""
+    if actor is not None and actor.pk == user.pk:
+        # Like deciding one's own request: another reviewer must do it.
+        raise ValidationError("You cannot change your own sandbox limits; ask another reviewer.")
     before = SandboxQuota.objects.filter(user=user).first()
     values = {
         "concurrent_requests": concurrent_requests,

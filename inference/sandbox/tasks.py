@@ -20,10 +20,11 @@ def sandbox_job_run(self, job_id: str) -> None:
     worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
     batcher = batcher_for_process(worker)
     with batcher.arriving():
-        job = sandbox_job_start(job_id=job_id, worker=worker)
+        job = sandbox_job_start(job_id=job_id, worker=worker, check_access=False)
         if job is None:
             return
         active = batcher.submit(job)
+    batcher.access_check(active)
     batcher.wait(active)
 
 

@@ -69,6 +69,9 @@ class ActiveJob:
     stop_reason: tuple[str, str, int] | None = None  # (status, code, http status) set by the watchman
     first_token_at: object = None
     ended: bool = False
+    # Set once the task thread has checked access (beside the prefill, off the first token's path);
+    # no text of the job is published before.
+    access_checked: threading.Event = field(default_factory=threading.Event)
 
     @property
     def params(self) -> dict:
@@ -123,6 +126,19 @@ class Batcher:
             self._cond.notify_all()
         return active
 
+    def access_check(self, active: ActiveJob) -> None:
+        """Whether the job's user may still use its model (access may have ended while it was
+        queued); run by the task thread while the batcher already prefills."""
+        try:
+            _, _, refusal = sandbox_access(active.job.user, active.job.variant.slug)
+            if refusal is not None:
+                active.stop_reason = (JobStatus.CANCELLED, refusal.code, refusal.status)
+        except Exception:  # unknown means no: the job must not run unchecked
+            logger.exception("sandbox access check failed")
+            active.stop_reason = (JobStatus.FAILED, "server_error", 500)
+        finally:
+            active.access_checked.set()
+
     def wait(self, active: ActiveJob) -> None:
         """Return once the job ended (the batcher ends every job it is given; the margin covers a
         batch stuck inside one step)."""
@@ -131,7 +147,9 @@ class Batcher:
 
     def run(self, job: SandboxJob) -> None:
         """Run a started job to its end (the batch it joins may hold others)."""
-        self.wait(self.submit(job))
+        active = self.submit(job)
+        self.access_check(active)
+        self.wait(active)
 
     # --- the batcher thread -----------------------------------------------------------------------
 
@@ -184,7 +202,11 @@ class Batcher:
 
     def _stop(self, active: ActiveJob) -> None:
         status, code, http_status = active.stop_reason
-        message = "This request was cancelled." if code == "cancelled" else "Your access to this model ended."
+        messages = {
+            "cancelled": "This request was cancelled.",
+            "server_error": "The sandbox could not check your access; try again.",
+        }
+        message = messages.get(code, "Your access to this model has ended; the sandbox stopped this request.")
         self._end(active, status, code, http_status, message)
 
     def _release(self, active: ActiveJob) -> None:
@@ -304,6 +326,7 @@ class Batcher:
         for active in jobs:
             if active.ended:
                 continue
+            active.access_checked.wait(timeout=10)
             if active.stop_reason is not None:
                 self._stop(active)
                 continue

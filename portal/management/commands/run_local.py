@@ -1,4 +1,4 @@
-"""`make run`: the web server and a real Celery worker, side by side, until Ctrl-C."""
+"""`make run`: the web server, a real Celery worker and a sandbox worker, side by side, until Ctrl-C."""
 
 import io
 import os
@@ -12,13 +12,35 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+# How long the children get to stop (Celery's warm shutdown takes a few seconds) before they are killed.
+STOP_SECONDS = 20
+
 
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def child_commands(*, python: str, host: str, port: str) -> dict[str, list[str]]:
+    """The processes `make run` starts, by the name its messages use: Django's development server
+    (it serves /v1/ too, streams included), the Celery worker for every task but the sandbox's, with
+    the scheduler embedded, and a sandbox worker (threads: one per job, beside the batcher thread
+    that runs them together on the device)."""
+    return {
+        "web server": [python, "manage.py", "runserver", f"{host}:{port}"],
+        "Celery worker": [
+            python, "-m", "celery", "-A", "portal", "worker", "-Q", "celery", "--loglevel", "INFO",
+            "--concurrency", "2", "--hostname", "local@%h",
+            "--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
+        ],
+        "sandbox worker": [
+            python, "-m", "celery", "-A", "portal", "worker", "-Q", settings.SANDBOX_QUEUE, "--pool", "threads",
+            "--concurrency", "8", "--hostname", "sandbox@%h", "--loglevel", "INFO",
+        ],
+    }  # fmt: skip
+
+
 class Command(BaseCommand):
-    help = "Run the portal locally: Django's web server plus a Celery worker process."
+    help = "Run the portal locally: Django's web server, a Celery worker and a sandbox worker."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -33,34 +55,40 @@ class Command(BaseCommand):
         # them in order); a SIGTERM or SIGHUP to us must stop them too.
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _raise_keyboard_interrupt)
-        worker = subprocess.Popen(
-            [python, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "2",
-             "--hostname", "local@%h", "--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
-            start_new_session=True,
-        )  # fmt: skip
-        web = subprocess.Popen([python, "manage.py", "runserver", f"{host}:{port}"], start_new_session=True)
+        # Workers first, so they are listening by the time the site answers.
+        commands = child_commands(python=python, host=host, port=port)
+        started = {}
+        try:
+            for name in ("Celery worker", "sandbox worker", "web server"):
+                started[name] = subprocess.Popen(commands[name], start_new_session=True)
+        except BaseException:  # a signal between two starts: the ones started must not outlive us
+            self._stop(list(started.values()))
+            raise
+        children = list(started.values())
         url = f"http://{host}:{port}/"
-        children = [web, worker]
         # Print the banner once the site answers, so it is not buried in start-up logs.
         try:
             healthy = self._wait_until_up(f"{url}healthz", children)
         except KeyboardInterrupt:
             healthy = False
-        if web.poll() is not None or worker.poll() is not None:
+        exited = [name for name, child in started.items() if child.poll() is not None]
+        if exited:
             self._stop(children)
-            name = "web server" if web.poll() is not None else "Celery worker"
-            raise CommandError(
-                f"The {name} exited during start-up (see its messages above). "
-                f"If port {port} is taken, run `PORT=8001 make run`."
-            )
+            hint = f" If port {port} is taken, run `PORT=8001 make run`." if "web server" in exited else ""
+            raise CommandError(f"The {exited[0]} exited during start-up (see its messages above).{hint}")
         banner = [
             "",
             "=" * 78,
             f"Portal running at {url}" if healthy else f"Portal starting at {url} (not healthy yet: see {url}healthz)",
             f"  health: {url}healthz   API docs: {url}api/docs/   admin: {url}admin/",
+            f"Sandbox: {url}sandbox/   OpenAI base URL: {url}v1 (a personal API token as the api_key)",
             accounts.getvalue().rstrip(),
             demo_weights,
             f"Broker: {settings.CELERY_BROKER_URL}   Database: {settings.DATABASES['default']['ENGINE']}",
+            (
+                f"Sandbox queue: {settings.SANDBOX_QUEUE}   transport: {settings.SANDBOX_TRANSPORT}   "
+                f"device: {settings.SANDBOX_DEVICE or 'CUDA if present, else CPU'}"
+            ),
             "Emails (sign-up verification, password reset) are printed in this terminal. Ctrl-C stops.",
             "=" * 78,
             "",
@@ -73,8 +101,10 @@ class Command(BaseCommand):
             pass
         finally:
             self._stop(children)
-        failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
+        failed = [name for name, child in started.items() if child.returncode not in (0, -signal.SIGTERM, None)]
         if failed:
+            codes = ", ".join(f"{name} {started[name].returncode}" for name in failed)
+            self.stderr.write(f"Exit codes: {codes} (a negative code is the signal that ended it).")
             raise SystemExit(1)
 
     @staticmethod
@@ -97,12 +127,16 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(children) -> None:
+        # SIGTERM to each child alone: a Celery worker then stops its own pool and beat processes
+        # (signalled as a group, they died under it and its shutdown could hang), and runserver's
+        # reloader stops the server it runs. A child's whole group is killed only when it is late.
         for child in children:
             if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
         for child in children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()

@@ -45,7 +45,7 @@ def started_job(published_demo_weights, researcher, reviewer, active_grant_make)
             params={"max_tokens": 16, "temperature": 0, "top_p": 1, "n": 1, "stop": [], "seed": None, "logprobs": None,
                     **params},
         )  # fmt: skip
-        return sandbox_job_start(job_id=job.pk, worker="test:1")
+        return sandbox_job_start(job_id=job.pk, worker="test:1", check_access=False)
 
     return make
 
@@ -53,6 +53,8 @@ def started_job(published_demo_weights, researcher, reviewer, active_grant_make)
 def _run_together(batcher, jobs):
     with batcher.arriving():  # as the Celery threads do: the batch forms once all have arrived
         actives = [batcher.submit(job) for job in jobs]
+    for active in actives:
+        batcher.access_check(active)
     threads = [threading.Thread(target=batcher.wait, args=(active,)) for active in actives]
     for thread in threads:
         thread.start()
@@ -104,3 +106,17 @@ def test_a_job_past_its_time_limit_fails_between_steps(batcher, started_job, set
     assert job.status == JobStatus.FAILED and job.error_code == "timeout"
     events, _ = transport().read(job.pk, None, 0)
     assert events[-1]["status"] == 504
+
+
+def test_a_job_whose_access_ended_while_queued_publishes_no_text(batcher, started_job, reviewer):
+    from access.grants.services import grant_revoke
+
+    job = started_job(["Hello"], max_tokens=50)
+    grant_revoke(grant=job.grant, actor=reviewer, reason="Terms broken.")
+
+    _run_together(batcher, [job])
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.error_code == "model_access_denied"
+    events, _ = transport().read(job.pk, None, 0)
+    assert [event["type"] for event in events] == ["error"] and events[0]["status"] == 403

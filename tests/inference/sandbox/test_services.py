@@ -139,6 +139,15 @@ def test_a_reviewer_raises_one_users_limits_and_it_is_audited(submit, researcher
     assert not sandbox_usage(researcher).limits.overridden
 
 
+def test_nobody_changes_their_own_limits(reviewer):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="another reviewer"):
+        sandbox_quota_set(user=reviewer, actor=reviewer, concurrent_requests=99, requests_per_minute=None,
+                          tokens_per_day=None, note="More for me.")  # fmt: skip
+    assert not AuditEvent.objects.filter(action="sandbox.quota_set").exists()
+
+
 def test_a_job_starts_once_only(submit):
     job, _ = submit()
 
