@@ -29,7 +29,7 @@ from portal import roles
 from portal.services import api_token_create
 from tests.factories import TEST_PASSWORD, UserFactory
 
-pytest_plugins = ["tests.storage_fixtures"]
+pytest_plugins = ["tests.storage_fixtures", "tests.browser_fixtures"]
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -4,7 +4,8 @@ pytest-django's ``live_server``.
 Every test in this folder is marked ``browser`` (see ``pytest_collection_modifyitems``):
 it skips locally when /usr/bin/chromium is missing and fails in CI.
 
-- ``browser`` is one Chromium per test session; ``page`` is a fresh context
+- ``browser`` (tests/browser_fixtures.py, shared with other folders' browser tests) is one
+  Chromium per test session; ``page`` is a fresh context
   (its own cookies) per test, pointed at the live server, with ~10 s timeouts.
 - When a test fails, a full-page screenshot of its page lands in test-results/.
 - Email: pytest-django switches to the locmem backend and the live server runs in
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_fixtures import TIMEOUT_MS
+
 # Playwright's sync API runs an asyncio event loop in the test thread (in a
 # greenlet), so from the test body's point of view a loop is "running". Django's
 # async-safety guard then raises SynchronousOnlyOperation for every ORM call made
@@ -33,20 +36,6 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS_DIR = ROOT / "test-results"
-CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-# Without these, Chromium keeps trying to reach Google's services from a machine
-# that has no network, and floods the log with failed connections.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 10_000
 
 
 def pytest_collection_modifyitems(config, items):
@@ -72,22 +61,6 @@ def _safe_name(nodeid: str) -> str:
 def results_dir() -> Path:
     """test-results/ at the repository root, where screenshots go (created by whoever writes there)."""
     return RESULTS_DIR
-
-
-@pytest.fixture(scope="session")
-def browser(unavailable):
-    if not os.path.exists(CHROMIUM_PATH):
-        # Session fixtures run before the function-scoped _requirements check, so
-        # the same skip-locally/fail-in-CI rule is applied here too.
-        unavailable(None, f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    # Never `playwright install`: use the system Chromium.
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture

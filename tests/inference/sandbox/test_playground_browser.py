@@ -20,7 +20,8 @@ import pytest
 from django.core.management import call_command
 
 from inference.sandbox.models import JobStatus, SandboxJob
-from tests.e2e.conftest import CHROMIUM_ARGS, CHROMIUM_PATH, RESULTS_DIR, TIMEOUT_MS
+from tests.browser_fixtures import TIMEOUT_MS
+from tests.e2e.conftest import RESULTS_DIR
 from tests.e2e.helpers import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_worker]
@@ -47,21 +48,6 @@ def _engine_reference(checkpoint, prompt: str, max_new_tokens: int) -> dict:
         "--json", stdout=out,
     )  # fmt: skip
     return json.loads(out.getvalue().strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def browser(unavailable):
-    import os
-
-    if not os.path.exists(CHROMIUM_PATH):
-        unavailable(None, f"needs Debian's Chromium at {CHROMIUM_PATH} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture

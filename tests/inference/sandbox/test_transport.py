@@ -4,6 +4,7 @@ gets every event in order; a half-written line waits for its end."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 
@@ -42,7 +43,9 @@ def test_the_async_reader_sees_the_same_log(channel):
         finally:
             await channel.aclose()
 
-    events, _ = asyncio.run(read_all())
+    # In a thread of its own: a browser test's Playwright may keep an event loop registered in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        events, _ = pool.submit(asyncio.run, read_all()).result()
     assert events == [{"type": "delta", "n": 1}, {"type": "done"}]
 
 
