@@ -366,7 +366,7 @@ SANDBOX_MAX_BATCH = env.int("SANDBOX_MAX_BATCH", default=32)
 SANDBOX_QUEUE = env.str("SANDBOX_QUEUE", default="sandbox")
 # Sandbox jobs go to their own queue, consumed only by sandbox workers (the GPU machines).
 CELERY_TASK_ROUTES = {"inference.sandbox_job_run": {"queue": SANDBOX_QUEUE}}
-SANDBOX_BATCH_WINDOW_MS = env.float("SANDBOX_BATCH_WINDOW_MS", default=25.0)
+SANDBOX_BATCH_WINDOW_MS = env.float("SANDBOX_BATCH_WINDOW_MS", default=100.0)
 
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "static/"

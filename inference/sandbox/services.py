@@ -158,12 +158,14 @@ def _error_event(*, http_status: int, code: str, message: str) -> dict:
 
 
 def sandbox_job_end(
-    *, job_id, status: str, code: str, message: str, http_status: int, from_statuses=LIVE_STATUSES
-) -> bool:
+    *, job_id, status: str, code: str, message: str, http_status: int, from_statuses=LIVE_STATUSES,
+    counts: dict[str, int] | None = None,
+) -> bool:  # fmt: skip
     """End a live job without a result (failed, cancelled, expired) and tell its stream; False if
-    it had already ended (then nothing changes)."""
+    it had already ended (then nothing changes). ``counts``: the tokens it used before it ended
+    (prompt_tokens, completion_tokens), which count against the daily budget."""
     ended = SandboxJob.objects.filter(pk=job_id, status__in=from_statuses).update(
-        status=status, error_code=code, error_message=message, finished_at=timezone.now()
+        status=status, error_code=code, error_message=message, finished_at=timezone.now(), **(counts or {})
     )
     if ended:
         transport().publish(job_id, [_error_event(http_status=http_status, code=code, message=message)])
@@ -234,11 +236,6 @@ def sandbox_job_succeed(
         }
         transport().publish(job_id, [{"type": "done", "usage": usage}])
     return bool(done)
-
-
-def sandbox_job_record_prompt_tokens(*, job_id, prompt_tokens: int) -> None:
-    """Counted when its batch starts, so a job that fails or is cancelled later still shows them."""
-    SandboxJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(prompt_tokens=prompt_tokens)
 
 
 @transaction.atomic

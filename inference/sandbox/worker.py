@@ -24,6 +24,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from django.conf import settings
@@ -37,7 +38,6 @@ from inference.sandbox.registry import ModelRegistry
 from inference.sandbox.selectors import sandbox_access
 from inference.sandbox.services import (
     sandbox_job_end,
-    sandbox_job_record_prompt_tokens,
     sandbox_job_succeed,
 )
 from inference.sandbox.transport import transport
@@ -48,6 +48,7 @@ HEARTBEAT_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.2
 DRAIN_SECONDS = 0.05  # stream text at least this often, even between SYNC_EVERY-step drains
 LOAD_MEMORY_SECONDS = 2.0  # how far back the batcher looks for how many jobs arrive together
+FOLDER_RECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Batcher:
         self._running: dict[str, ActiveJob] = {}
         self._cond = threading.Condition()
         self._load: deque[tuple[float, int]] = deque()
+        self._folders: dict[int, tuple[float, Path]] = {}
         self._arriving = 0  # jobs this process received and is starting: the batch waits for them
         threading.Thread(target=self._loop, name="sandbox-batcher", daemon=True).start()
         threading.Thread(target=self._watch, name="sandbox-watchman", daemon=True).start()
@@ -123,6 +125,7 @@ class Batcher:
         with self._cond:
             self._running[str(job.pk)] = active
             self._pending.append(active)
+            self._load.append((time.monotonic(), len(self._running)))
             self._cond.notify_all()
         return active
 
@@ -154,7 +157,9 @@ class Batcher:
     # --- the batcher thread -----------------------------------------------------------------------
 
     def _expected_jobs(self, now: float) -> int:
-        """How many jobs arrived together lately: when clients come back as a group, wait for them."""
+        """The most jobs this process held at once lately (running and waiting): clients that
+        come back as a group after their batch ends are waited for, so a straggler of the last
+        round does not run alone while the group forms the next batch without it."""
         while self._load and self._load[0][0] < now - LOAD_MEMORY_SECONDS:
             self._load.popleft()
         return max((count for _, count in self._load), default=1)
@@ -168,7 +173,6 @@ class Batcher:
             window = settings.SANDBOX_BATCH_WINDOW_MS / 1000
             while (len(self._pending) < expected or self._arriving) and time.monotonic() < first_seen + window:
                 self._cond.wait(first_seen + window - time.monotonic())
-            self._load.append((time.monotonic(), len(self._pending)))
             key = self._pending[0].batch_key()
             batch, rest, rows = [], [], 0
             for active in self._pending:
@@ -197,7 +201,10 @@ class Batcher:
     def _end(self, active: ActiveJob, status: str, code: str, http_status: int, message: str) -> None:
         if not active.ended:
             active.ended = True
-            sandbox_job_end(job_id=active.job.pk, status=status, code=code, message=message, http_status=http_status)
+            sandbox_job_end(
+                job_id=active.job.pk, status=status, code=code, message=message, http_status=http_status,
+                counts=self._counts(active),
+            )  # fmt: skip
         self._release(active)
 
     def _stop(self, active: ActiveJob) -> None:
@@ -239,10 +246,20 @@ class Batcher:
                 active.rows.append(Row(job=active, index=prompt_index * params["n"] + choice, prompt=ids))
         return None
 
+    def _checkpoint(self, variant) -> Path:
+        """The variant's checked local copy; looked up again (new weights published?) at most
+        every FOLDER_RECHECK_SECONDS, which keeps the lookup off most jobs' first token."""
+        cached = self._folders.get(variant.pk)
+        if cached is not None and time.monotonic() - cached[0] < FOLDER_RECHECK_SECONDS and cached[1].exists():
+            return cached[1]
+        folder = checkpoint_fetch(variant, settings.SANDBOX_CACHE_DIR)
+        self._folders[variant.pk] = (time.monotonic(), folder)
+        return folder
+
     def _run_batch(self, batch: list[ActiveJob]) -> None:
         variant = batch[0].job.variant
         try:
-            folder = checkpoint_fetch(variant, settings.SANDBOX_CACHE_DIR)
+            folder = self._checkpoint(variant)
         except CheckpointFetchError as exc:
             for active in batch:
                 self._end(active, JobStatus.FAILED, "model_unavailable", 503, str(exc))
@@ -293,10 +310,6 @@ class Batcher:
                 tokenizer,
                 row.prompt,
                 SamplingParams(max_new_tokens=p["max_tokens"], stop=tuple(p["stop"]), logprobs=wants_logprobs),
-            )
-        for active in jobs:
-            sandbox_job_record_prompt_tokens(
-                job_id=active.job.pk, prompt_tokens=sum(len(row.prompt) for row in active.rows)
             )
         window = []
         last_drain = time.monotonic()
@@ -370,6 +383,14 @@ class Batcher:
                 self.transport.publish(active.job.pk, [{"type": "delta", "choices": choices}])
             if all(row.done for row in active.rows):
                 self._succeed(active)
+
+    @staticmethod
+    def _counts(active: ActiveJob) -> dict[str, int]:
+        """Tokens a job that ends early has used: its prompts, and what it generated so far."""
+        return {
+            "prompt_tokens": sum(len(row.prompt) for row in active.rows),
+            "completion_tokens": sum(len(row.seq.completion.tokens) for row in active.rows if row.seq is not None),
+        }
 
     def _succeed(self, active: ActiveJob) -> None:
         rows = sorted(active.rows, key=lambda row: row.index)
