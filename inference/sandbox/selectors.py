@@ -142,22 +142,24 @@ def sandbox_limits_for(user) -> SandboxLimits:
 def sandbox_usage(user, *, now: dt.datetime | None = None) -> SandboxUsage:
     now = now or timezone.now()
     day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    jobs = SandboxJob.objects.filter(user=user)
-    today = jobs.filter(created_at__gte=day_start).aggregate(
-        count=Count("id"),
-        counted=Sum(F("prompt_tokens") + F("completion_tokens"), filter=~Q(status__in=LIVE_STATUSES)),
-        reserved=Sum("completion_tokens_reserved", filter=Q(status__in=LIVE_STATUSES)),
-    )
-    minute = jobs.filter(created_at__gt=now - dt.timedelta(minutes=1)).aggregate(
-        count=Count("id"), oldest=Min("created_at")
+    minute_ago = now - dt.timedelta(minutes=1)
+    live, today, last_minute = Q(status__in=LIVE_STATUSES), Q(created_at__gte=day_start), Q(created_at__gt=minute_ago)
+    # One query, on the path of every /v1/ request (an admission reads it).
+    use = SandboxJob.objects.filter(Q(user=user) & (today | last_minute | live)).aggregate(
+        jobs_today=Count("id", filter=today),
+        counted=Sum(F("prompt_tokens") + F("completion_tokens"), filter=today & ~live),
+        reserved=Sum("completion_tokens_reserved", filter=today & live),
+        minute_count=Count("id", filter=last_minute),
+        minute_oldest=Min("created_at", filter=last_minute),
+        live=Count("id", filter=live),
     )
     return SandboxUsage(
         limits=sandbox_limits_for(user),
-        live_requests=jobs.filter(status__in=LIVE_STATUSES).count(),
-        requests_last_minute=minute["count"],
-        oldest_request_last_minute=minute["oldest"],
-        tokens_today=(today["counted"] or 0) + (today["reserved"] or 0),
-        jobs_today=today["count"],
+        live_requests=use["live"],
+        requests_last_minute=use["minute_count"],
+        oldest_request_last_minute=use["minute_oldest"],
+        tokens_today=(use["counted"] or 0) + (use["reserved"] or 0),
+        jobs_today=use["jobs_today"],
         day_ends_at=day_start + dt.timedelta(days=1),
     )
 
