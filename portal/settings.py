@@ -355,6 +355,8 @@ SANDBOX_RECORD_RETENTION_DAYS = env.int("SANDBOX_RECORD_RETENTION_DAYS", default
 # How text travels from the worker to the web process: Redis Streams where Redis is configured,
 # else append-only files under var/ (the embedded default, no server).
 SANDBOX_TRANSPORT = env.str("SANDBOX_TRANSPORT", default="redis" if REDIS_URL else "files")
+# The Redis database of the streams: not the cache's, which clearing the cache would empty.
+SANDBOX_REDIS_URL = env.str("SANDBOX_REDIS_URL", default=REDIS_URL)
 SANDBOX_STREAM_DIR = Path(env.str("SANDBOX_STREAM_DIR", default=str(VAR_DIR / "sandbox-streams")))
 # The worker: where it caches checked copies of published weights, which device it runs on
 # ("" picks CUDA when present), how many bytes of loaded models it keeps, and how it batches.
@@ -366,7 +368,7 @@ SANDBOX_MAX_BATCH = env.int("SANDBOX_MAX_BATCH", default=32)
 SANDBOX_QUEUE = env.str("SANDBOX_QUEUE", default="sandbox")
 # Sandbox jobs go to their own queue, consumed only by sandbox workers (the GPU machines).
 CELERY_TASK_ROUTES = {"inference.sandbox_job_run": {"queue": SANDBOX_QUEUE}}
-SANDBOX_BATCH_WINDOW_MS = env.float("SANDBOX_BATCH_WINDOW_MS", default=100.0)
+SANDBOX_BATCH_WINDOW_MS = env.float("SANDBOX_BATCH_WINDOW_MS", default=300.0)
 
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "static/"

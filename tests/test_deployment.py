@@ -136,6 +136,11 @@ def test_compose_defines_every_service_of_the_deployment(services):
     assert services["createbucket"]["image"].startswith("minio/mc")
 
 
+def test_asgi_opens_a_database_connection_per_request_as_django_advises_under_asgi(services):
+    # Each request's sync code runs in a thread of its own: kept connections would pile up.
+    assert services["asgi"]["environment"]["DATABASE_CONN_MAX_AGE"] == "0"
+
+
 def test_app_services_share_one_anchor_for_image_and_settings(compose_text, compose, services):
     anchors = re.findall(r"^(x-[\w-]+):\s*&([\w-]+)\s*$", compose_text, flags=re.MULTILINE)
     assert anchors, "docker-compose.yml should define the shared settings once, as an x-... anchor"
@@ -144,8 +149,10 @@ def test_app_services_share_one_anchor_for_image_and_settings(compose_text, comp
     for name in APP_SERVICES:
         block = re.search(rf"^  {name}:\n((?:    .*\n|\n)*)", compose_text, flags=re.MULTILINE)
         assert block and f"<<: *{anchor}" in block.group(1), f"{name} does not merge *{anchor}"
-        for key in ("image", "build", "env_file", "environment"):
+        for key in ("image", "build", "env_file"):
             assert services[name][key] == common[key], f"{name}.{key} differs from the anchor"
+        extra = {"DATABASE_CONN_MAX_AGE": "0"} if name == "asgi" else {}
+        assert services[name]["environment"] == {**common["environment"], **extra}, f"{name}.environment"
     assert common["env_file"] in (".env", [".env"])
     environment = common["environment"]
     assert environment["PORTAL_ENV"] == "production"

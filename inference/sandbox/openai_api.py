@@ -229,7 +229,10 @@ async def _events_async(job_id):
                 if time.monotonic() > give_up:
                     yield _LOST
                     return
-                await sync_to_async(sandbox_job_check_alive)(job_id=job_id)
+                lost = await sync_to_async(sandbox_job_check_alive)(job_id=job_id)
+                if lost is not None:
+                    yield lost
+                    return
                 continue
             for event in events:
                 yield event
@@ -250,8 +253,11 @@ def _events_sync(job_id):
             if time.monotonic() > give_up:
                 yield _LOST
                 return
-            sandbox_job_check_alive(job_id=job_id)
+            lost = sandbox_job_check_alive(job_id=job_id)
             close_old_connections()
+            if lost is not None:
+                yield lost
+                return
             continue
         for event in events:
             yield event

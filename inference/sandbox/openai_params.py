@@ -55,9 +55,18 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _no_nul(value: str, param: str) -> str:
+    # Text is stored with the job (PostgreSQL's text and jsonb hold no NUL), and no tokenizer
+    # needs one: refused by name instead of failing later.
+    if "\x00" in value:
+        raise ParamError(f"'{param}' contains a NUL character (\\u0000), which the sandbox does not accept.", param=param)
+    return value
+
+
 def _text(value, param: str) -> str:
     if not isinstance(value, str):
         raise ParamError(f"'{param}' must be a string.", param=param)
+    _no_nul(value, param)
     if len(value) > settings.SANDBOX_MAX_PROMPT_CHARS:
         limit = settings.SANDBOX_MAX_PROMPT_CHARS
         raise ParamError(f"'{param}' has {len(value):,} characters; the sandbox takes at most {limit:,}.", param=param)
@@ -106,7 +115,7 @@ def _stop(value) -> tuple[str, ...]:
             f"{len(stops)} stop sequences; the sandbox takes at most {settings.SANDBOX_MAX_STOP_SEQUENCES}.",
             param="stop",
         )
-    return tuple(stop for stop in stops if stop)
+    return tuple(_no_nul(stop, "stop") for stop in stops if stop)
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float, *, low_open: bool = False) -> float:
@@ -149,6 +158,7 @@ def _common(body, *, model_required: bool) -> dict:
     user = body.get("user", "")
     if not isinstance(user, str) or len(user) > 256:
         raise ParamError("'user' must be a string of at most 256 characters.", param="user")
+    _no_nul(user, "user")
     seed = body.get("seed")
     if seed is not None and not _is_int(seed):
         raise ParamError("'seed' must be a whole number.", param="seed")

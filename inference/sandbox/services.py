@@ -290,18 +290,34 @@ def sandbox_jobs_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     return {"lost": lost, "expired": expired, "stream_logs_deleted": discarded}
 
 
-def sandbox_job_check_alive(*, job_id) -> None:
-    """The sweep for one job a client waits on: ends it if its worker is gone or it queued too long."""
-    job = SandboxJob.objects.filter(pk=job_id).only("status", "heartbeat_at", "created_at").first()
-    if job is None or not job.is_live:
-        return
+STREAM_LOST_AFTER_SECONDS = 2.0  # an ended job's last event is published right after its row changes
+
+
+def sandbox_job_check_alive(*, job_id) -> dict | None:
+    """The sweep for one job a client waits on and hears nothing from: ends it if its worker is
+    gone or it queued too long (its stream then says so). Returns the event to end the wait with
+    when the job ended long enough ago and its stream still says nothing (the stream was lost,
+    e.g. its Redis key deleted), so a client never waits for an event that will not come."""
+    job = SandboxJob.objects.filter(pk=job_id).only("status", "heartbeat_at", "created_at", "finished_at").first()
     now = timezone.now()
-    if job.status == JobStatus.RUNNING and job.heartbeat_at is not None:
-        if job.heartbeat_at < now - dt.timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS):
-            sandbox_jobs_sweep(now=now)
-    elif job.status == JobStatus.QUEUED:
-        if job.created_at < now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS):
-            sandbox_jobs_sweep(now=now)
+    if job is None:
+        return _error_event(http_status=500, code="stream_lost", message="This request's job no longer exists.")
+    if not job.is_live:
+        if job.finished_at and job.finished_at < now - dt.timedelta(seconds=STREAM_LOST_AFTER_SECONDS):
+            return _error_event(
+                http_status=500,
+                code="stream_lost",
+                message=f"This request ended ({job.status}) but its text was lost on the way. "
+                f"GET /api/v1/sandbox/jobs/{job.pk} shows its record.",
+            )
+        return None
+    heartbeat_stale = now - dt.timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    queued_stale = now - dt.timedelta(seconds=settings.SANDBOX_QUEUE_TIMEOUT_SECONDS)
+    if (job.status == JobStatus.RUNNING and job.heartbeat_at is not None and job.heartbeat_at < heartbeat_stale) or (
+        job.status == JobStatus.QUEUED and job.created_at < queued_stale
+    ):
+        sandbox_jobs_sweep(now=now)
+    return None
 
 
 def sandbox_records_purge(*, now: dt.datetime | None = None) -> int:

@@ -8,7 +8,8 @@ import os
 
 from celery import shared_task
 
-from inference.sandbox.services import sandbox_job_start, sandbox_jobs_sweep, sandbox_records_purge
+from inference.sandbox.models import JobStatus
+from inference.sandbox.services import sandbox_job_end, sandbox_job_start, sandbox_jobs_sweep, sandbox_records_purge
 
 
 # acks_late off, unlike the portal's other tasks: a job whose worker died is failed by the sweep,
@@ -18,12 +19,20 @@ def sandbox_job_run(self, job_id: str) -> None:
     from inference.sandbox.worker import batcher_for_process  # torch loads in sandbox workers only
 
     worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
-    batcher = batcher_for_process(worker)
-    with batcher.arriving():
-        job = sandbox_job_start(job_id=job_id, worker=worker, check_access=False)
-        if job is None:
-            return
-        active = batcher.submit(job)
+    try:
+        batcher = batcher_for_process(worker)
+        with batcher.arriving():
+            job = sandbox_job_start(job_id=job_id, worker=worker, check_access=False)
+            if job is None:
+                return
+            active = batcher.submit(job)
+    except Exception:
+        # The client must not wait out the queue timeout for a job that will never start.
+        sandbox_job_end(
+            job_id=job_id, status=JobStatus.FAILED, code="server_error", http_status=500,
+            message="The sandbox worker could not start this request; try again.",
+        )  # fmt: skip
+        raise
     batcher.access_check(active)
     batcher.wait(active)
 

@@ -48,6 +48,10 @@ class FileTransport:
         finally:
             os.close(fd)
 
+    def publish_many(self, events_by_job: dict) -> None:
+        for job_id, events in events_by_job.items():
+            self.publish(job_id, events)
+
     def _read_now(self, job_id, cursor: int) -> tuple[list[dict], int]:
         try:
             with open(self._path(job_id), "rb") as f:
@@ -115,6 +119,16 @@ class RedisTransport:
         pipe.expire(key, STREAM_TTL_SECONDS)
         pipe.execute()
 
+    def publish_many(self, events_by_job: dict) -> None:
+        """Several jobs' events in one round trip (the batcher streams a whole batch at once)."""
+        pipe = self._client().pipeline(transaction=False)
+        for job_id, events in events_by_job.items():
+            key = _key(job_id)
+            for event in events:
+                pipe.xadd(key, {"e": json.dumps(event, separators=(",", ":"))})
+            pipe.expire(key, STREAM_TTL_SECONDS)
+        pipe.execute()
+
     @staticmethod
     def _events(reply, cursor):
         events = []
@@ -151,7 +165,7 @@ def transport():
     """The configured transport. Web code makes one per request (an async Redis client belongs
     to the event loop it was made on); the worker keeps one."""
     if settings.SANDBOX_TRANSPORT == "redis":
-        return RedisTransport(settings.REDIS_URL)
+        return RedisTransport(settings.SANDBOX_REDIS_URL)
     if settings.SANDBOX_TRANSPORT == "files":
         return FileTransport(settings.SANDBOX_STREAM_DIR)
     raise ValueError(f"SANDBOX_TRANSPORT must be redis or files, not {settings.SANDBOX_TRANSPORT!r}.")

@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.2
 DRAIN_SECONDS = 0.05  # stream text at least this often, even between SYNC_EVERY-step drains
-LOAD_MEMORY_SECONDS = 2.0  # how far back the batcher looks for how many jobs arrive together
+# How far back the batcher looks for how many jobs come together: longer than a batch runs, so a
+# group whose batch just ended is still remembered when its clients come back.
+LOAD_MEMORY_SECONDS = 10.0
 FOLDER_RECHECK_SECONDS = 10.0
 
 
@@ -191,10 +193,17 @@ class Batcher:
             try:
                 close_old_connections()
                 self._run_batch(batch)
+                with self._cond:
+                    self._load.append((time.monotonic(), len(batch)))
             except Exception as exc:  # a failed batch must end its jobs, not the worker
                 logger.exception("sandbox batch failed")
+                close_old_connections()
                 for active in batch:
-                    self._end(active, JobStatus.FAILED, "server_error", 500, f"The sandbox worker failed: {exc}")
+                    try:
+                        self._end(active, JobStatus.FAILED, "server_error", 500, f"The sandbox worker failed: {exc}")
+                    except Exception:  # the sweep ends it once its heartbeat stops
+                        logger.exception("ending sandbox job %s failed", active.job.pk)
+                        self._release(active)
             finally:
                 close_old_connections()
 
@@ -336,6 +345,7 @@ class Batcher:
                 top_lps = torch.stack([step.top_logprobs for step in window], dim=1).tolist()
                 top_ids = torch.stack([step.top_ids for step in window], dim=1).tolist()
         now = time.monotonic()
+        outgoing, finished = {}, []
         for active in jobs:
             if active.ended:
                 continue
@@ -380,9 +390,15 @@ class Batcher:
             if choices:
                 if active.first_token_at is None:
                     active.first_token_at = timezone.now()
-                self.transport.publish(active.job.pk, [{"type": "delta", "choices": choices}])
+                outgoing[active.job.pk] = [{"type": "delta", "choices": choices}]
             if all(row.done for row in active.rows):
-                self._succeed(active)
+                finished.append(active)
+        # Every job's new text in one round trip; then the jobs that ended, whose last event
+        # must follow their text.
+        if outgoing:
+            self.transport.publish_many(outgoing)
+        for active in finished:
+            self._succeed(active)
 
     @staticmethod
     def _counts(active: ActiveJob) -> dict[str, int]:
@@ -394,15 +410,21 @@ class Batcher:
 
     def _succeed(self, active: ActiveJob) -> None:
         rows = sorted(active.rows, key=lambda row: row.index)
+        try:
+            sandbox_job_succeed(
+                job_id=active.job.pk,
+                # The client got the text as generated; the record cannot hold NUL (jsonb): U+FFFD there.
+                outputs=[row.seq.completion.text.replace("\x00", "\ufffd") for row in rows],
+                finish_reasons=[row.seq.completion.finish_reason for row in rows],
+                prompt_tokens=sum(len(row.prompt) for row in rows),
+                completion_tokens=sum(len(row.seq.completion.tokens) for row in rows),
+                first_token_at=active.first_token_at,
+            )
+        except Exception as exc:  # this job's record failed: end it alone, the batch goes on
+            logger.exception("recording sandbox job %s failed", active.job.pk)
+            self._end(active, JobStatus.FAILED, "server_error", 500, f"The sandbox could not record this job: {exc}")
+            return
         active.ended = True
-        sandbox_job_succeed(
-            job_id=active.job.pk,
-            outputs=[row.seq.completion.text for row in rows],
-            finish_reasons=[row.seq.completion.finish_reason for row in rows],
-            prompt_tokens=sum(len(row.prompt) for row in rows),
-            completion_tokens=sum(len(row.seq.completion.tokens) for row in rows),
-            first_token_at=active.first_token_at,
-        )
         self._release(active)
 
     # --- the watchman thread ----------------------------------------------------------------------

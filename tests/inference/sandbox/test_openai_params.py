@@ -188,3 +188,19 @@ def test_chat_reads_max_completion_tokens_and_top_logprobs():
     assert (request.max_tokens, request.logprobs) == (7, 3)
     _refused(chat_request_parse, {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2},
              "top_logprobs")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "a\x00b"}, "prompt"),
+        ({"prompt": ["ok", "a\x00b"]}, "prompt[1]"),
+        ({"prompt": "ok", "stop": ["\x00"]}, "stop"),
+        ({"prompt": "ok", "user": "u\x00"}, "user"),
+    ],
+)
+def test_a_nul_character_is_refused_by_name(body, param):
+    with pytest.raises(ParamError) as refused:
+        completion_request_parse({"model": "m", **body})
+
+    assert refused.value.param == param and "NUL" in refused.value.message

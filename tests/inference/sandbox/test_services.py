@@ -227,3 +227,15 @@ def test_prompts_and_outputs_are_purged_after_the_retention_period_counts_stay(s
     recent.refresh_from_db()
     assert old.prompts is None and old.outputs is None and old.completion_tokens == 7 and old.records_purged_at
     assert recent.prompts == ["recent prompt"]
+
+
+def test_a_waiting_client_hears_of_a_job_that_ended_but_whose_stream_was_lost(submit):
+    from inference.sandbox.services import sandbox_job_check_alive
+
+    job, _ = submit()
+    SandboxJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    assert sandbox_job_check_alive(job_id=job.pk) is None  # its last event may still be on its way
+
+    with clock_at(timezone.now() + dt.timedelta(seconds=3)):
+        lost = sandbox_job_check_alive(job_id=job.pk)
+    assert lost["code"] == "stream_lost" and str(job.pk) in lost["message"]
