@@ -2,7 +2,7 @@
 
 For a ~20M- and a ~300M-parameter LLaMA (random weights, LLaMA's 32,000-token vocabulary), both
 engines run the same weights, with the same threads and dtype, in this one process. Ours runs twice:
-eager, then with its decode step compiled (Transformer.compile_decode, as the sandbox workers run it):
+eager, then with its decode step compiled (Transformer.compile_decode; the sandbox workers run eager for now):
 
 - prefill tokens/s: a 128-token prompt, timed as generating 1 token;
 - decode tokens/s at batch 1: (time for 1 + N new tokens - time for 1) / N, greedy, no early stop;

@@ -127,7 +127,6 @@ class Batcher:
         with self._cond:
             self._running[str(job.pk)] = active
             self._pending.append(active)
-            self._load.append((time.monotonic(), len(self._running)))
             self._cond.notify_all()
         return active
 
@@ -159,9 +158,10 @@ class Batcher:
     # --- the batcher thread -----------------------------------------------------------------------
 
     def _expected_jobs(self, now: float) -> int:
-        """The most jobs this process held at once lately (running and waiting): clients that
-        come back as a group after their batch ends are waited for, so a straggler of the last
-        round does not run alone while the group forms the next batch without it."""
+        """The largest batch this process ran lately: clients that come back as a group after
+        their batch ends are waited for, so a straggler of the last round does not run alone
+        while the group forms the next batch without it. (Jobs that merely overlap, such as a
+        lone client's next request while its abandoned one still ends, never count as a group.)"""
         while self._load and self._load[0][0] < now - LOAD_MEMORY_SECONDS:
             self._load.popleft()
         return max((count for _, count in self._load), default=1)
