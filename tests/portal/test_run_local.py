@@ -108,7 +108,6 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.real_worker
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the children's command lines from /proc")
 def test_make_run_serves_the_site_and_the_sandbox_then_stops_everything(tmp_path):
     env = _embedded_env(tmp_path / "var")
     _manage(env, "migrate", "--noinput")
