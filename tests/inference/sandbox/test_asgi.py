@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import openai
@@ -16,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from inference.sandbox.models import JobStatus, SandboxJob
-from tests.processes import free_port, subprocess_database_url
+from tests.processes import free_port, http_server, subprocess_database_url
 
 pytestmark = pytest.mark.real_worker
 
@@ -36,41 +34,13 @@ def _uvicorn(folders: dict):
     }
     command = [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]  # fmt: skip
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def log_tail() -> str:
-            log.seek(0)
-            return log.read().decode(errors="replace")[-4000:]
-
-        try:
-            deadline = time.monotonic() + START_SECONDS
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"uvicorn exited with {server.returncode}:\n{log_tail()}")
-                try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    conn.request("GET", "/livez")
-                    if conn.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer in {START_SECONDS} s:\n{log_tail()}")
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}", log_tail
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+    with http_server("uvicorn", command, port=port, env=env, start_seconds=START_SECONDS):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
 def asgi_url(sandbox_ready, sandbox_folders):
-    with _uvicorn(sandbox_folders) as (url, _):
+    with _uvicorn(sandbox_folders) as url:
         yield url
 
 

@@ -8,9 +8,7 @@ import hashlib
 import http.client
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from django.conf import settings
 
 from access.distribution.models import DownloadEvent, WeightFile
 from access.distribution.tokens import link_path
-from tests.processes import free_port, subprocess_database_url
+from tests.processes import free_port, http_server, subprocess_database_url
 
 START_SECONDS = 60
 
@@ -38,37 +36,9 @@ def _gunicorn(*server_args: str):
     }
     command = [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "-b", f"127.0.0.1:{port}",
                "--log-level", "warning", *server_args]
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def log_tail() -> str:
-            log.seek(0)
-            return log.read().decode(errors="replace")[-4000:]
-
-        try:
-            deadline = time.monotonic() + START_SECONDS
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"gunicorn exited with {server.returncode}:\n{log_tail()}")
-                try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    conn.request("GET", "/livez")
-                    if conn.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not answer in {START_SECONDS} s:\n{log_tail()}")
-                time.sleep(0.2)
-            yield port
-            assert "WORKER TIMEOUT" not in log_tail(), log_tail()
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+    with http_server("gunicorn", command, port=port, env=env, start_seconds=START_SECONDS) as log_tail:
+        yield port
+        assert "WORKER TIMEOUT" not in log_tail(), log_tail()
 
 
 @pytest.fixture
