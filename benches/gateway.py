@@ -42,10 +42,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from throwaway_database import database_url, drop_database  # noqa: E402 (benches/, beside this script)
 
 GOAL_RPS_RATIO = 0.5
 GOAL_MBPS_RATIO = 0.8
@@ -57,29 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def database_url(tmp: Path) -> tuple[str, str | None]:
-    """(URL for the bench, server URL to drop the throwaway database from, or None for SQLite)."""
-    server = os.environ.get("DATABASE_URL")
-    if not server or server.startswith("sqlite"):
-        return f"sqlite:///{tmp / 'bench.sqlite3'}", None
-    import psycopg
-
-    parts = urlsplit(server)
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    return parts._replace(path=f"/{BENCH_DB}").geturl(), admin
-
-
-def drop_database(admin: str | None) -> None:
-    if admin:
-        import psycopg
-
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 def write_random_file(path: Path, size_mib: int) -> str:
@@ -290,7 +268,7 @@ def main() -> None:
     try:
         from moto.server import ThreadedMotoServer
 
-        db_url, admin_url = database_url(tmp)
+        db_url, admin_url = database_url(tmp, BENCH_DB)
         storage_root = tmp / "storage"
         big_file = storage_root / "llama-demo-tiny" / "bench-1gib.bin"
         print(f"writing a {opts.size_mib} MiB file ...", flush=True)
@@ -390,7 +368,7 @@ def main() -> None:
             connections.close_all()
         except Exception:
             pass
-        drop_database(admin_url)
+        drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 
     mib = size / (1 << 20)

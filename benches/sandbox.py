@@ -74,10 +74,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from throwaway_database import database_url, drop_database  # noqa: E402 (benches/, beside this script)
 
 GOAL_OVERHEAD_MS = 20.0
 GOAL_RATIO_8 = 0.8
@@ -107,31 +108,6 @@ def reachable(host: str, port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def database_url(tmp: Path) -> tuple[str, str | None]:
-    """(URL for the bench, server URL to drop the throwaway database from, or None for SQLite)."""
-    server = os.environ.get("DATABASE_URL", "")
-    if not server and reachable("127.0.0.1", 5432):
-        server = "postgres://postgres@127.0.0.1:5432/postgres"
-    if not server or server.startswith("sqlite"):
-        return f"sqlite:///{tmp / 'bench.sqlite3'}", None
-    import psycopg
-
-    parts = urlsplit(server)
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    return parts._replace(path=f"/{BENCH_DB}").geturl(), admin
-
-
-def drop_database(admin: str | None) -> None:
-    if admin:
-        import psycopg
-
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 def start_redis(tmp: Path) -> Service | None:
@@ -673,7 +649,10 @@ def main() -> None:
         from inference.llama.checkpoint import load_llama, tiny_llama_make
         from inference.llama.tokenizer import Tokenizer
 
-        db_url, admin_url = database_url(tmp)
+        server = os.environ.get("DATABASE_URL", "")
+        if not server and reachable("127.0.0.1", 5432):
+            server = "postgres://postgres@127.0.0.1:5432/postgres"
+        db_url, admin_url = database_url(tmp, BENCH_DB, server=server)
         redis_server = None if opts.files else start_redis(tmp)
         if redis_server is not None:
             services.append(redis_server)
@@ -824,7 +803,7 @@ def main() -> None:
             connections.close_all()
         except Exception as exc:  # noqa: BLE001 (cleanup goes on)
             print(f"closing database connections: {exc!r}", file=sys.stderr)
-        drop_database(admin_url)
+        drop_database(admin_url, BENCH_DB)
         if redis_cleanup is not None and redis_server is None:
             try:
                 import redis
