@@ -18,6 +18,9 @@ CHAT_PREAMBLE = "A conversation between a user and a helpful assistant."
 CHAT_ROLES = {"user": "User", "assistant": "Assistant"}
 CHAT_STOP = "\n### User:"
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for completions
+# The worker looks for every stop sequence's beginnings after each token: a long one would let one
+# request slow down every job batched with it.
+MAX_STOP_CHARS = 256
 
 
 class ParamError(ValueError):
@@ -115,6 +118,8 @@ def _stop(value) -> tuple[str, ...]:
             f"{len(stops)} stop sequences; the sandbox takes at most {settings.SANDBOX_MAX_STOP_SEQUENCES}.",
             param="stop",
         )
+    if any(len(stop) > MAX_STOP_CHARS for stop in stops):
+        raise ParamError(f"Each stop sequence may be at most {MAX_STOP_CHARS} characters long.", param="stop")
     return tuple(_no_nul(stop, "stop") for stop in stops if stop)
 
 

@@ -204,3 +204,13 @@ def test_a_nul_character_is_refused_by_name(body, param):
         completion_request_parse({"model": "m", **body})
 
     assert refused.value.param == param and "NUL" in refused.value.message
+
+
+def test_a_stop_sequence_longer_than_the_worker_checks_cheaply_is_refused():
+    from inference.sandbox.openai_params import MAX_STOP_CHARS
+
+    assert completion_request_parse({"model": "m", "prompt": "p", "stop": "s" * MAX_STOP_CHARS}).stop
+    with pytest.raises(ParamError) as refused:
+        completion_request_parse({"model": "m", "prompt": "p", "stop": ["ok", "s" * (MAX_STOP_CHARS + 1)]})
+
+    assert refused.value.param == "stop" and str(MAX_STOP_CHARS) in refused.value.message
