@@ -5,34 +5,24 @@ each refusal raises the client's own exception."""
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.request
 
 import openai
 import pytest
-from django.core.management import call_command
 
 from inference.sandbox.models import JobStatus, SandboxJob
+from tests.inference.sandbox.reference import llama_generate_json
 
 pytestmark = pytest.mark.real_worker
 
 PROMPT = "The capital of France is"
 
 
-def _engine_reference(checkpoint, prompt: str, max_new_tokens: int) -> dict:
-    out = io.StringIO()
-    call_command(
-        "llama_generate", "--ckpt", str(checkpoint), "--prompt", prompt, "--max-new-tokens", str(max_new_tokens),
-        "--json", stdout=out,
-    )  # fmt: skip
-    return json.loads(out.getvalue().strip().splitlines()[-1])
-
-
 def test_greedy_completion_equals_the_engine_token_for_token(
     openai_client, demo_grant, demo_checkpoint, sandbox_worker
 ):
-    reference = _engine_reference(demo_checkpoint, PROMPT, 24)
+    reference = llama_generate_json(demo_checkpoint, PROMPT, 24)
 
     completion = openai_client().completions.create(
         model="llama-demo-tiny", prompt=PROMPT, max_tokens=24, temperature=0, logprobs=0
@@ -50,7 +40,7 @@ def test_greedy_completion_equals_the_engine_token_for_token(
 
 
 def test_a_stream_joins_to_the_same_text_and_ends_with_usage(openai_client, demo_grant, demo_checkpoint):
-    reference = _engine_reference(demo_checkpoint, PROMPT, 32)
+    reference = llama_generate_json(demo_checkpoint, PROMPT, 32)
 
     stream = openai_client().completions.create(
         model="llama-demo-tiny", prompt=PROMPT, max_tokens=32, temperature=0, stream=True,
@@ -66,7 +56,7 @@ def test_a_stream_joins_to_the_same_text_and_ends_with_usage(openai_client, demo
 
 def test_a_list_of_prompts_gets_one_choice_each_in_order(openai_client, demo_grant, demo_checkpoint):
     prompts = ["Once upon a time", PROMPT, "The"]
-    references = [_engine_reference(demo_checkpoint, prompt, 12)["text"] for prompt in prompts]
+    references = [llama_generate_json(demo_checkpoint, prompt, 12)["text"] for prompt in prompts]
 
     completion = openai_client().completions.create(
         model="llama-demo-tiny", prompt=prompts, max_tokens=12, temperature=0
@@ -80,7 +70,7 @@ def test_chat_answers_through_the_documented_template(openai_client, demo_grant,
     from inference.sandbox.openai_params import chat_prompt
 
     messages = [{"role": "user", "content": "Say hello."}]
-    reference = _engine_reference(demo_checkpoint, chat_prompt([("user", "Say hello.")]), 20)
+    reference = llama_generate_json(demo_checkpoint, chat_prompt([("user", "Say hello.")]), 20)
 
     reply = openai_client().chat.completions.create(
         model="llama-demo-tiny", messages=messages, max_tokens=20, temperature=0

@@ -10,19 +10,17 @@ the published demo weights and the grant are this folder's fixtures (conftest.py
 
 from __future__ import annotations
 
-import io
 import itertools
-import json
 import time
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from inference.sandbox.models import JobStatus, SandboxJob
 from tests.browser_fixtures import TIMEOUT_MS
 from tests.e2e.conftest import RESULTS_DIR
 from tests.e2e.helpers import log_in
+from tests.inference.sandbox.reference import llama_generate_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_worker]
 
@@ -39,15 +37,6 @@ RECORD_PIECES = """() => {
   }).observe(output, { childList: true, characterData: true, subtree: true });
 }"""
 PAGE_WIDTH = "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-
-
-def _engine_reference(checkpoint, prompt: str, max_new_tokens: int) -> dict:
-    out = io.StringIO()
-    call_command(
-        "llama_generate", "--ckpt", str(checkpoint), "--prompt", prompt, "--max-new-tokens", str(max_new_tokens),
-        "--json", stdout=out,
-    )  # fmt: skip
-    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -101,7 +90,7 @@ def test_a_researcher_streams_a_greedy_completion_in_the_playground(
     from allauth.mfa.utils import decrypt
     from playwright.sync_api import expect
 
-    reference = _engine_reference(demo_checkpoint, PROMPT, MAX_TOKENS)
+    reference = llama_generate_json(demo_checkpoint, PROMPT, MAX_TOKENS)
     page = new_page()
     log_in(page, researcher.email)
 
