@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 
-import pyotp
 import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
@@ -28,6 +27,7 @@ from rest_framework.test import APIClient
 from portal import roles
 from portal.services import api_token_create
 from tests.factories import TEST_PASSWORD, UserFactory
+from tests.totp import totp_code_fresh
 
 pytest_plugins = ["tests.storage_fixtures", "tests.browser_fixtures"]
 
@@ -96,7 +96,7 @@ def _totp_enable(user) -> str:
 
 def _totp_now(user) -> str:
     authenticator = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
-    return pyotp.TOTP(decrypt(authenticator.data["secret"])).now()
+    return totp_code_fresh(decrypt(authenticator.data["secret"]))
 
 
 def _login_with_password(client, user, password: str = TEST_PASSWORD):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 
-import pyotp
 from playwright.sync_api import Page, expect
 
 from tests.factories import TEST_PASSWORD
+from tests.totp import totp_code_fresh
+
+__all__ = ["confirmation_path", "log_in", "totp_code_fresh"]
 
 
 def confirmation_path(message) -> str:
@@ -16,20 +17,6 @@ def confirmation_path(message) -> str:
     match = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+)", message.body)
     assert match, f"no confirmation link in email:\n{message.body}"
     return match.group(1)
-
-
-def totp_code_fresh(secret: str, min_seconds_left: float = 3.0) -> str:
-    """A code for the current 30 s window, with time left to submit it.
-
-    allauth accepts only the current window (MFA_TOTP_TOLERANCE = 0), so a code
-    computed in the last moments of a window may be stale by the time the server
-    checks it; wait for the next window then.
-    """
-    totp = pyotp.TOTP(secret)
-    left = totp.interval - (time.time() % totp.interval)
-    if left < min_seconds_left:
-        time.sleep(left + 0.1)
-    return totp.now()
 
 
 def log_in(page: Page, email: str, totp_secret: str | None = None) -> None:

@@ -25,6 +25,7 @@ from portal import roles
 from portal.mfa import privileged_mfa_required, session_is_mfa_verified, session_mark_mfa_enrolled
 from portal.models import ApiToken, User
 from tests.factories import TEST_PASSWORD, UserFactory
+from tests.totp import totp_code_fresh
 
 ENROL_URL = "/accounts/2fa/totp/activate/"
 
@@ -79,7 +80,7 @@ def _enrol_totp(client) -> str:
     """Go through the authenticator-app set-up page the way a person does; returns the secret."""
     _open_enrolment(client)
     secret = client.session[SECRET_SESSION_KEY]
-    response = client.post(ENROL_URL, {"code": pyotp.TOTP(secret).now()})
+    response = client.post(ENROL_URL, {"code": totp_code_fresh(secret)})
     assert response.status_code == 302, response.content[:500]
     return secret
 
@@ -292,7 +293,7 @@ def test_enrolling_totp_shows_recovery_codes(client, reviewer_without_mfa, login
     _open_enrolment(client)
     secret = client.session[SECRET_SESSION_KEY]
 
-    response = client.post(ENROL_URL, {"code": pyotp.TOTP(secret).now()})
+    response = client.post(ENROL_URL, {"code": totp_code_fresh(secret)})
 
     assert response["Location"] == "/accounts/2fa/recovery-codes/"
     assert Authenticator.objects.filter(user=reviewer_without_mfa, type=Authenticator.Type.RECOVERY_CODES).exists()
