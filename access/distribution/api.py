@@ -3,7 +3,9 @@ bundle of gateway links for one of the caller's grants, or read the current one.
 
 Another user's grant answers 404, like a missing one. Whether links can be made
 (usable grant, published files) is the service's rule: it raises StateConflict,
-which the API answers with 409 and the service's message.
+which the API answers with 409 and the service's message. Reading the links of a grant
+that is not active (or of a suspended bundle) is refused, 403, or 410 once the grant has
+expired: the gateway would refuse every one of them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.distribution.bundles import bundle_create, bundle_current, bundle_files
+from access.distribution.bundles import bundle_create, bundle_current, bundle_files, unusable_grant_message
 from access.distribution.models import DownloadBundle
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
+from access.grants.models import GrantStatus
 from access.grants.selectors import grant_get_for_holder
+from portal.api.errors import ApiError
 from portal.api.schema import error_responses
 
 DOWNLOADS_TAG = "grants"
@@ -31,7 +35,14 @@ class DownloadFileSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     md5 = serializers.CharField()
     url = serializers.URLField(help_text="Gateway link; needs no other credential. Supports HTTP Range to resume.")
-    downloads_left = serializers.IntegerField(help_text="Downloads from byte 0 still allowed; resuming is free.")
+    downloads_left = serializers.IntegerField(
+        help_text="Whole copies of the file the link still allows. Resuming, or fetching in Range parts, "
+        "costs only the bytes asked for."
+    )
+    bytes_left = serializers.IntegerField(
+        help_text="Bytes the link still allows: its downloads x the file's size, plus a resume slack of at most "
+        "half the file (DOWNLOAD_RESUME_SLACK_BYTES), less what it has served."
+    )
 
 
 class DownloadBundleSerializer(serializers.Serializer):
@@ -58,14 +69,28 @@ class GrantDownloadLinksApi(APIView):
     @extend_schema(
         tags=[DOWNLOADS_TAG],
         summary="The grant's current download links, while they are valid",
-        responses={200: DownloadBundleSerializer, **error_responses(404)},
+        responses={200: DownloadBundleSerializer, **error_responses(403, 404, 410)},
     )
     def get(self, request, pk: int):
         grant = grant_get_for_holder(request.user, pk, missing=_GRANT_MISSING)
+        # The gateway refuses every link of a grant that is not active: none is shown as if usable.
+        if grant.effective_status != GrantStatus.ACTIVE:
+            raise ApiError(
+                status_code=410 if grant.effective_status == GrantStatus.EXPIRED else 403,
+                code="grant_not_usable",
+                message=unusable_grant_message(grant),
+            )
         bundle = bundle_current(grant)
         if bundle is None or bundle.expires_at <= timezone.now():
             raise Http404(
                 f"This grant has no valid download links. POST /api/v1/grants/{grant.pk}/download-links creates them."
+            )
+        if bundle.suspended_at is not None:
+            raise ApiError(
+                status_code=403,
+                code="links_suspended",
+                message="These download links are suspended because they were used from unusually many places. "
+                "A reviewer will look into it and contact you.",
             )
         return Response(_bundle_body(bundle, request))
 
@@ -73,7 +98,7 @@ class GrantDownloadLinksApi(APIView):
         tags=[DOWNLOADS_TAG],
         summary="Create download links for every file of the model; the previous links stop working",
         request=None,
-        responses={201: DownloadBundleSerializer, **error_responses(404, 409)},
+        responses={201: DownloadBundleSerializer, **error_responses(404, 409, 429)},
     )
     def post(self, request, pk: int):
         grant = grant_get_for_holder(request.user, pk, missing=_GRANT_MISSING)

@@ -17,14 +17,16 @@ from django.utils import timezone
 
 from access.audit.services import audit_event_record
 from access.distribution.models import DownloadBundle, DownloadLink, WeightFile
+from access.distribution.rules import allowance_bytes
 from access.distribution.tokens import download_absolute_url, grants_page_url, link_path
 from access.grants.models import Grant, GrantStatus
 from access.grants.selectors import grants_annotate_effective_status
 from access.notifications.services import absolute_url
-from portal.errors import StateConflict
+from portal.errors import LimitReached, StateConflict
 
 
-def _unusable_grant_message(grant: Grant) -> str:
+def unusable_grant_message(grant: Grant) -> str:
+    """Why a grant that is not active gets no download links, and what to do (the API and pages say it)."""
     status = grant.effective_status
     grants_page = grants_page_url()
     if status == GrantStatus.LICENSE_REQUIRED:
@@ -50,7 +52,7 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
         raise PermissionDenied("Only the holder of a grant can create its download links.")
     grants_annotate_effective_status([grant])
     if grant.effective_status != GrantStatus.ACTIVE:
-        raise StateConflict(_unusable_grant_message(grant), code="grant_not_usable")
+        raise StateConflict(unusable_grant_message(grant), code="grant_not_usable")
     latest = DownloadBundle.objects.filter(grant=grant).order_by("-created_at", "-id").first()
     if latest is not None and latest.suspended_at is not None:
         # Otherwise new links would undo the leak rule the moment it fired.
@@ -59,6 +61,7 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
             "A reviewer will look into it and contact you; new links can be made once they have.",
             code="links_suspended",
         )
+    _bundle_rate_check(grant)
     files = list(WeightFile.objects.filter(variant=grant.variant).order_by("name"))
     if not files:
         raise StateConflict(
@@ -98,6 +101,27 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
     return bundle
 
 
+def _bundle_rate_check(grant: Grant) -> None:
+    """At most DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY new bundles per grant in 24 hours: each new bundle
+    is a fresh allowance of downloads, and fresh links to hand to others."""
+    limit = settings.DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY
+    since = timezone.now() - dt.timedelta(hours=24)
+    recent = list(
+        DownloadBundle.objects.filter(grant=grant, created_at__gt=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return
+    retry_after = recent[-1] + dt.timedelta(hours=24) - timezone.now()
+    raise LimitReached(
+        f"New download links can be made at most {limit} {'time' if limit == 1 else 'times'} a day per grant. "
+        f"Use your current links, or try again at {recent[-1] + dt.timedelta(hours=24):%Y-%m-%d %H:%M} UTC.",
+        code="too_many_bundles",
+        retry_after_seconds=int(retry_after.total_seconds()) + 1,
+    )
+
+
 def bundle_current(grant: Grant) -> DownloadBundle | None:
     """The grant's live (not retired) bundle, if any."""
     return DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).order_by("-created_at", "-id").first()
@@ -114,6 +138,9 @@ def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
             "md5": link.file.md5,
             "url": download_absolute_url(link_path(link), request),
             "downloads_left": link.downloads_left,
+            "bytes_left": max(
+                allowance_bytes(max_downloads=link.max_downloads, file_size=link.file.size) - link.bytes_reserved, 0
+            ),
         }
         for link in links
     ]

@@ -49,7 +49,9 @@ def db_columns(model, *names: str) -> list[str]:
 def event_request_values(request) -> tuple[str, str]:
     """The request's user agent and Range header, as the log keeps them."""
     meta = request.META
-    return meta.get("HTTP_USER_AGENT", "")[:USER_AGENT_CHARS], meta.get("HTTP_RANGE", "")[:RANGE_HEADER_CHARS]
+    # PostgreSQL refuses NUL in text; a header cannot carry one legitimately.
+    user_agent = meta.get("HTTP_USER_AGENT", "")[:USER_AGENT_CHARS].replace("\x00", "")
+    return user_agent, meta.get("HTTP_RANGE", "")[:RANGE_HEADER_CHARS].replace("\x00", "")
 
 
 @cache

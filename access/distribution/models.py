@@ -68,13 +68,25 @@ class DownloadBundle(models.Model):
 
 
 class DownloadLink(models.Model):
-    """One file of a bundle; ``downloads_used`` only grows, by a guarded UPDATE."""
+    """One file of a bundle, good for ``max_downloads`` copies of it, counted in bytes.
+
+    Every GET reserves the bytes it asks for (the whole file, or its Range) by one guarded
+    UPDATE, which never lets ``bytes_reserved`` pass ``max_downloads`` x the file's size plus a
+    resume slack of at most half the file (``access.distribution.rules.allowance_bytes``); a
+    stream that ends short gives back what it did not send. ``downloads_used`` is the
+    reservation in whole files, rounded up after the slack: a download split into Range
+    requests (curl -C -, aria2c, hf_transfer) costs one download, and no mix of Ranges gets
+    more than the allowance.
+    """
 
     bundle = models.ForeignKey(DownloadBundle, on_delete=models.CASCADE, related_name="links")
     file = models.ForeignKey(WeightFile, on_delete=models.PROTECT, related_name="links")
     public_id = models.CharField(max_length=32, unique=True, default=_public_id, editable=False)
     max_downloads = models.PositiveIntegerField()
     downloads_used = models.PositiveIntegerField(default=0)
+    bytes_reserved = models.BigIntegerField(
+        default=0, help_text="Bytes handed out through this link, less those a stream ended short of sending."
+    )
 
     class Meta:
         ordering = ["bundle", "file__name"]
@@ -138,8 +150,8 @@ class DownloadEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            # The leak rule's question, per request: which networks used this bundle lately?
-            models.Index(fields=["bundle", "network", "created_at"], name="dl_event_bundle_net_idx"),
+            # The leak rule's question, per request: which networks used this grant lately?
+            models.Index(fields=["grant", "network", "created_at"], name="dl_event_grant_net_idx"),
             models.Index(fields=["grant", "created_at"], name="dl_event_grant_time_idx"),
         ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils import timezone
 
 from access.distribution.models import DownloadBundle
@@ -100,10 +101,32 @@ def bundle_outcome(
     return ALLOWED
 
 
-def exhausted(link) -> DownloadOutcome:
-    return DownloadOutcome(
-        "exhausted",
-        403,
-        f"This file's link was used for all of its {link.max_downloads} downloads. "
-        "Create new links on {grants}; a partly downloaded file can still be resumed with the old link.",
-    )
+def resume_slack_bytes(file_size: int) -> int:
+    """Bytes a link allows beyond its downloads x the file's size: what a server has sent into
+    the network's buffers when a client drops, which the client asks for again when it resumes
+    from what it received. At most half the file, so it never adds up to another copy."""
+    return min(settings.DOWNLOAD_RESUME_SLACK_BYTES, file_size // 2)
+
+
+def allowance_bytes(*, max_downloads: int, file_size: int) -> int:
+    """All the bytes a link may hand out: its downloads x the file's size, plus the resume slack."""
+    return max_downloads * file_size + resume_slack_bytes(file_size)
+
+
+def exhausted(link, wanted_bytes: int | None = None) -> DownloadOutcome:
+    """The refusal for a request whose bytes do not fit in what is left of the link's allowance
+    (``max_downloads`` copies of its file, counted in bytes)."""
+    allowance = allowance_bytes(max_downloads=link.max_downloads, file_size=link.file_size)
+    left = max(allowance - link.bytes_reserved, 0)
+    if left <= resume_slack_bytes(link.file_size) or wanted_bytes is None:
+        message = (
+            f"This file's link was used for all of its {link.max_downloads} downloads. "
+            "Create new links on {grants}; a partly downloaded file resumes with them."
+        )
+    else:
+        message = (
+            f"This file's link has {left} bytes left of its {link.max_downloads} downloads, fewer than the "
+            f"{wanted_bytes} asked for. Resume a partly downloaded file (for example curl -C -), "
+            "or create new links on {grants}."
+        )
+    return DownloadOutcome("exhausted", 403, message)

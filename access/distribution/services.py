@@ -1,4 +1,5 @@
-"""Services other domains call: fetching a published weight file, checked.
+"""Services other domains call: fetching a published weight file, checked; and the leak rule,
+which other uses of a grant (the sandbox) feed with the networks they were used from.
 
 (The distribution's own writes live in their topic modules: ``bundles``, ``leak``,
 ``publishing``.)
@@ -8,8 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from access.distribution.events import client_network
+from access.distribution.leak import grant_leak_check, grant_leak_serialized, grant_network_source_register
 from access.distribution.models import WeightFile
 from access.distribution.storage import StorageError, weight_storage
+
+
+__all__ = [
+    "WeightFileFetchError",
+    "client_network",
+    "grant_leak_check",
+    "grant_leak_serialized",
+    "grant_network_source_register",
+    "weight_file_fetch",
+]
 
 
 class WeightFileFetchError(Exception):

@@ -258,13 +258,18 @@ class S3WeightStorage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete s3://{self.bucket}/{key}: {exc}") from exc
 
-    def presigned_get_url(self, key: str, *, filename: str, expires_in: int) -> str:
+    def presigned_get_url(self, key: str, *, filename: str, expires_in: int, byte_range: str | None = None) -> str:
         """A GET URL for one object, valid expires_in seconds, that saves as filename.
 
-        A URL signed moments ago for the same arguments is handed out again while it has at
-        least expires_in - PRESIGNED_REUSE_SECONDS left (less for very short lifetimes, see below)."""
+        ``byte_range`` (``bytes=FIRST-LAST``) is signed into the URL: S3 then serves that range
+        only, to a client that sends that same Range header, and refuses any other request with
+        the URL. A URL signed moments ago for the same whole-object arguments is handed out
+        again while it has at least expires_in - PRESIGNED_REUSE_SECONDS left (less for very
+        short lifetimes, see below)."""
         if expires_in <= 0:
             raise ValueError("expires_in must be positive")
+        if byte_range is not None:
+            return self._presign(key, filename=filename, expires_in=expires_in, byte_range=byte_range)
         # Signing costs about half a millisecond, a large part of a whole gateway request, and a
         # URL grants nothing beyond the object the gateway has just allowed, so every link
         # request for one file within a minute may share one. Never more than half the
@@ -284,17 +289,16 @@ class S3WeightStorage:
             self._presigned[cache_key] = (signed_at, url)
         return url
 
-    def _presign(self, key: str, *, filename: str, expires_in: int) -> str:
+    def _presign(self, key: str, *, filename: str, expires_in: int, byte_range: str | None = None) -> str:
         safe_name = "".join(c for c in filename if c.isprintable() and c not in '"\\') or "download"
-        return self.client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": str(key_check(key)),
-                "ResponseContentDisposition": f'attachment; filename="{safe_name}"',
-            },
-            ExpiresIn=expires_in,
-        )
+        params = {
+            "Bucket": self.bucket,
+            "Key": str(key_check(key)),
+            "ResponseContentDisposition": f'attachment; filename="{safe_name}"',
+        }
+        if byte_range is not None:
+            params["Range"] = byte_range  # a header botocore signs (X-Amz-SignedHeaders: host;range)
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
 
 @cache

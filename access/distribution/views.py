@@ -26,7 +26,7 @@ from access.distribution.tokens import bundle_manifest_path, bundle_script_path,
 from access.grants.models import GrantStatus
 from access.grants.selectors import grant_get_for_holder, grant_get_for_manager
 from access.review.permissions import reviewer_page
-from portal.errors import StateConflict
+from portal.errors import LimitReached, StateConflict
 
 EVENTS_PAGE_SIZE = 100
 
@@ -74,7 +74,7 @@ def grant_downloads_create(request, pk: int):
     had_links = bundle_current(grant) is not None
     try:
         bundle = bundle_create(grant=grant, user=request.user, request=request)
-    except StateConflict as exc:
+    except (StateConflict, LimitReached) as exc:
         messages.warning(request, exc.message)
         return redirect("grant-downloads", grant.pk)
     valid_until = timezone.localtime(bundle.expires_at).strftime("%d %b %Y %H:%M %Z")

@@ -60,6 +60,9 @@ class SandboxJob(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="The worker process that ran it.")
+    network = models.CharField(
+        max_length=64, blank=True, help_text="The client's /24 (IPv4) or /48 (IPv6); the leak rule counts it."
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
@@ -72,6 +75,8 @@ class SandboxJob(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["user", "created_at"], name="sandboxjob_user_created_idx"),
+            # The leak rule's question: which networks used this grant lately?
+            models.Index(fields=["grant", "network", "created_at"], name="sandboxjob_grant_net_idx"),
             models.Index(fields=["status", "created_at"], name="sandboxjob_status_created_idx"),
         ]
 

@@ -9,6 +9,7 @@ event of its stream, so a waiting client always hears how it ended.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from access.audit.services import audit_event_record
+from access.distribution.services import grant_leak_check, grant_leak_serialized
 from inference.sandbox.models import LIVE_STATUSES, JobEndpoint, JobStatus, SandboxJob, SandboxQuota
 from inference.sandbox.openai_params import GenerationRequest, ParamError
 from inference.sandbox.selectors import SandboxUsage, sandbox_access, sandbox_queue_length, sandbox_usage
@@ -111,12 +113,15 @@ def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -
 
 @transaction.atomic
 def sandbox_job_submit(
-    *, user, variant, grant, generation: GenerationRequest, source: str = "api"
+    *, user, variant, grant, generation: GenerationRequest, source: str = "api", network: str = ""
 ) -> tuple[SandboxJob, dict[str, str]]:
     """Admit one /v1/ request as a queued job and send it to the sandbox queue once committed;
     with the rate-limit headers to answer with. Raises ParamError (a per-variant cap) or
-    SandboxLimitError (a quota, or the queue is full)."""
+    SandboxLimitError (a quota, or the queue is full). ``network``: the client's, which the
+    leak rule counts with the networks the grant's download links were used from."""
     max_tokens_cap = variant.sandbox_max_tokens or settings.SANDBOX_MAX_TOKENS
+    if generation.max_tokens_open:
+        generation = dataclasses.replace(generation, max_tokens=min(generation.max_tokens, max_tokens_cap))
     if generation.max_tokens > max_tokens_cap:
         raise ParamError(f"'max_tokens' may be at most {max_tokens_cap} for {variant.slug}.", param="max_tokens")
     # One user's admissions take turns (their user row is the lock), so two requests at once
@@ -145,12 +150,43 @@ def sandbox_job_submit(
         prompts=[p if isinstance(p, str) else list(p) for p in generation.prompts],
         completion_tokens_reserved=_completion_budget(generation),
         created_at=now,
+        network=network,
     )
     # The user, grant and variant were just read; their existence checks would only cost queries.
     job.full_clean(exclude=["user", "grant", "variant"], validate_unique=False)
     job.save(force_insert=True)
+    _leak_rule_feed(grant_id=grant.pk, network=network, since=now, job_id=job.pk)
     transaction.on_commit(lambda: current_app.send_task(RUN_TASK, args=[str(job.pk)], queue=settings.SANDBOX_QUEUE))
     return job, headers
+
+
+def _leak_rule_feed(*, grant_id: int, network: str, since, job_id) -> None:
+    """A network new to the grant's sandbox use within the leak window may cross the leak limit
+    (counted with the networks of its download links): check it, as the gateway does for a
+    network new to its links. The job still runs; the rule suspends the links and alerts the
+    reviewers, who decide about the grant."""
+    if not network:
+        return
+    window_start = since - dt.timedelta(hours=settings.DOWNLOAD_LEAK_WINDOW_HOURS)
+    seen = (
+        SandboxJob.objects.filter(grant_id=grant_id, network=network, created_at__gte=window_start)
+        .exclude(pk=job_id)
+        .exists()
+    )
+    if not seen:
+        with grant_leak_serialized(grant_id):
+            grant_leak_check(grant_id=grant_id, network=network)
+
+
+def sandbox_grant_networks(grant_id: int, since) -> list[str]:
+    """The networks the grant was used from in the sandbox since ``since``, for the leak rule."""
+    return list(
+        SandboxJob.objects.filter(grant_id=grant_id, created_at__gte=since)
+        .exclude(network="")
+        .order_by()
+        .values_list("network", flat=True)
+        .distinct()
+    )
 
 
 def _error_event(*, http_status: int, code: str, message: str) -> dict:

@@ -35,6 +35,7 @@ class GatewayLink:
     id: int
     max_downloads: int
     downloads_used: int
+    bytes_reserved: int
     file_id: int
     file_name: str
     file_size: int
@@ -51,7 +52,7 @@ class GatewayLink:
     variant_name: str
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
-    network_seen: bool  # a request from this network got through the leak rule within its window
+    network_seen: bool  # a request from this network, for this grant, got through the leak rule within its window
     now: dt.datetime  # the moment all of the above was read for
 
     @property
@@ -69,8 +70,8 @@ def gateway_link_sql() -> str:
     link, weight_file, bundle, grant = (m._meta.db_table for m in (DownloadLink, WeightFile, DownloadBundle, Grant))
     variant, license_version = ModelVariant._meta.db_table, LicenseVersion._meta.db_table
     acceptance, event = LicenseAcceptance._meta.db_table, DownloadEvent._meta.db_table
-    l_id, l_max, l_used, l_bundle, l_file, l_public = db_columns(
-        DownloadLink, "id", "max_downloads", "downloads_used", "bundle", "file", "public_id"
+    l_id, l_max, l_used, l_bytes, l_bundle, l_file, l_public = db_columns(
+        DownloadLink, "id", "max_downloads", "downloads_used", "bytes_reserved", "bundle", "file", "public_id"
     )
     f_id, f_name, f_size, f_sha, f_key = db_columns(WeightFile, "id", "name", "size", "sha256", "storage_key")
     b_id, b_expires, b_retired, b_suspended, b_grant = db_columns(
@@ -80,15 +81,14 @@ def gateway_link_sql() -> str:
     v_id, v_name, v_family = db_columns(ModelVariant, "id", "name", "family")
     lv_id, lv_family, lv_effective = db_columns(LicenseVersion, "id", "family", "effective_at")
     a_user, a_license = db_columns(LicenseAcceptance, "user", "license")
-    e_bundle, e_created, e_network, e_status = db_columns(
-        DownloadEvent, "bundle", "created_at", "network", "status_code"
-    )
+    e_grant, e_created, e_network, e_status = db_columns(DownloadEvent, "grant", "created_at", "network", "status_code")
     # Placeholders in order: now, network, since, public_id. The license subquery orders as
-    # license_current. Whether a request from this network already got through the leak rule
-    # within its window is one index probe; only a new network can cross the leak limit, and for
-    # those rare requests bundle_leak_check counts the networks.
+    # license_current. Whether a request from this network already got through the leak rule for
+    # this grant within its window is one index probe; only a new network can cross the leak
+    # limit, and for those rare requests grant_leak_check counts the networks.
     inner = f"""
         SELECT l.{l_id} AS link_id, l.{l_max} AS max_downloads, l.{l_used} AS downloads_used,
+               l.{l_bytes} AS bytes_reserved,
                f.{f_id} AS file_id, f.{f_name} AS file_name, f.{f_size} AS file_size, f.{f_sha} AS file_sha256,
                f.{f_key} AS storage_key, b.{b_id} AS bundle_id, b.{b_expires} AS bundle_expires_at,
                b.{b_retired} AS retired_at, b.{b_suspended} AS suspended_at, g.{g_id} AS grant_id,
@@ -98,7 +98,7 @@ def gateway_link_sql() -> str:
                  WHERE lv.{lv_family} = v.{v_family} AND lv.{lv_effective} <= %s
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,
                EXISTS (SELECT 1 FROM {event} e
-                        WHERE e.{e_bundle} = b.{b_id} AND e.{e_network} = %s AND e.{e_created} >= %s
+                        WHERE e.{e_grant} = g.{g_id} AND e.{e_network} = %s AND e.{e_created} >= %s
                           AND e.{e_status} < 400)
                  AS network_seen
           FROM {link} l
@@ -134,13 +134,14 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
 
 
 def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
-    (link_id, max_downloads, used, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
+    (link_id, max_downloads, used, bytes_reserved, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
      bundle_expires_at, retired_at, suspended_at, grant_id, grant_status, grant_expires_at, user_id,
      variant_name, license_id, network_seen, license_accepted) = row  # fmt: skip
     return GatewayLink(
         id=link_id,
         max_downloads=max_downloads,
         downloads_used=used,
+        bytes_reserved=bytes_reserved,
         file_id=file_id,
         file_name=file_name,
         file_size=file_size,
@@ -172,6 +173,7 @@ def pg_prepared_cursor():
     PgBouncer 1.21+ also carries in transaction pooling mode with max_prepared_statements set).
     Django's other cursors bind on the client and never prepare, so the threshold set here
     concerns this cursor alone."""
+    connection.close_if_health_check_failed()  # as Django's cursors do: a kept connection may be dead
     connection.ensure_connection()
     raw = connection.connection
     raw.prepare_threshold = 0
@@ -193,11 +195,13 @@ _PSYCOPG_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
 
 
 def gateway_leak_check(link: GatewayLink, *, network: str) -> GatewayLink:
-    """bundle_leak_check, run only when this request could cross the limit: its network is new
-    to the bundle within the window. Returns the link as the leak rule left it (suspended or not)."""
+    """The leak rule, run only when this request could cross the limit: its network is new to the
+    grant within the window. Returns the link as the leak rule left it (suspended or not)."""
     if link.bundle_suspended_at is not None or link.network_seen or not network:
         return link
-    bundle = DownloadBundle(pk=link.bundle_id, grant_id=link.grant_id, suspended_at=None)
+    bundle = DownloadBundle(
+        pk=link.bundle_id, grant_id=link.grant_id, suspended_at=None, retired_at=link.bundle_retired_at
+    )
     if leak.bundle_leak_check(bundle, network=network):
         return replace(link, bundle_suspended_at=bundle.suspended_at)
     if bundle.suspended_at is not None:  # suspended meanwhile by another request or a reviewer

@@ -10,6 +10,14 @@ from urllib.parse import quote
 
 STREAM_BLOCK_BYTES = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Positions past any file's size; a longer number in a Range header means "past the end" too
+# (int() of thousands of digits is slow, and refused past 4,300 digits).
+_RANGE_DIGITS = 18
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _RANGE_DIGITS else 10**_RANGE_DIGITS
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
@@ -19,17 +27,30 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     if match is None or (not match[1] and not match[2]):
         return None
     if not match[1]:  # suffix: the last N bytes
-        length = int(match[2])
+        length = _position(match[2])
         if length == 0 or size == 0:
             return False
         return max(size - length, 0), size - 1
-    first = int(match[1])
+    first = _position(match[1])
     if first >= size:
         return False
-    last = int(match[2]) if match[2] else size - 1
+    last = _position(match[2]) if match[2] else size - 1
     if last < first:
         return None
     return first, min(last, size - 1)
+
+
+def range_header_canonical(header: str) -> str:
+    """A single-range header as parse_range read it, in its plainest spelling (no spaces or
+    leading zeros): what the gateway signs into a storage URL, so storage serves exactly the
+    bytes the gateway reserved. Real clients (curl, wget, aria2c, hf_transfer) already send it
+    so; one that does not is refused by storage rather than served more."""
+    match = _RANGE.match(header.replace(" ", ""))
+    if match is None:
+        raise ValueError(f"not a single byte range: {header[:40]!r}")
+    first = str(_position(match[1])) if match[1] else ""
+    last = str(_position(match[2])) if match[2] else ""
+    return f"bytes={first}-{last}"
 
 
 def cork(request) -> socket.socket | None:
@@ -62,30 +83,53 @@ class FilePart:
     """A file object limited to ``length`` bytes from its current offset.
 
     It keeps ``fileno()``, so a WSGI server with sendfile (gunicorn) sends it from the kernel,
-    for the Content-Length we declare; other servers read it block by block. Reads are counted
-    so a short transfer (the client went away) can be logged as such. ``corked`` is the client
-    socket to uncork once the server is done with the file."""
+    for the Content-Length we declare; other servers read it block by block. Either way it
+    learns how far the transfer got: reads are counted, and ``socket.sendfile`` (which
+    gunicorn calls) seeks the file to where it stopped, sent or not. ``bytes_sent`` is then
+    known, so a short transfer (the client went away) is logged as such and gives back to the
+    link's allowance what it did not send. ``corked`` is the client socket to uncork once the
+    server is done with the file."""
 
     def __init__(self, raw, length: int, on_close, corked: socket.socket | None = None):
         self._raw = raw
+        self._start = raw.tell()
         self._left = length
         self._on_close = on_close
         self._corked = corked
-        self.read_bytes = 0
-        self.was_read = False
+        self._position = self._start
+        self._progress_known = False
+
+    @property
+    def bytes_sent(self) -> int | None:
+        """How many of the file's bytes went to the client, or None if the server never said
+        (it read nothing and sendfile never reported back)."""
+        return self._position - self._start if self._progress_known else None
 
     def fileno(self) -> int:
         return self._raw.fileno()
 
     def read(self, size: int = -1) -> bytes:
-        self.was_read = True
+        self._progress_known = True
         if self._left <= 0:
             return b""
         size = self._left if size is None or size < 0 else min(size, self._left)
         data = self._raw.read(size)
         self._left -= len(data)
-        self.read_bytes += len(data)
+        self._position += len(data)
         return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # socket.sendfile seeks here once it stops, to the first byte it did not send.
+        position = self._raw.seek(offset, whence)
+        if position > self._position or self._progress_known:
+            self._progress_known = True
+            self._position = position
+        return position
+
+    def seekable(self) -> bool:
+        # False, so Django's FileResponse does not seek to the end to measure the file (the view
+        # sets Content-Length) and our position stays the transfer's.
+        return False
 
     def close(self) -> None:
         if self._corked is not None:

@@ -12,11 +12,14 @@ presigned GET, valid DOWNLOAD_PRESIGNED_URL_SECONDS at most.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
+import time
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import FileResponse, HttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -25,9 +28,18 @@ from django.views.decorators.csrf import csrf_exempt
 from access.audit.services import request_client_ip
 from access.distribution import bundles, events, leak, rules, tokens
 from access.distribution.gateway import counting, links
-from access.distribution.gateway.streaming import STREAM_BLOCK_BYTES, FilePart, content_disposition, cork, parse_range
+from access.distribution.gateway.streaming import (
+    STREAM_BLOCK_BYTES,
+    FilePart,
+    content_disposition,
+    cork,
+    parse_range,
+    range_header_canonical,
+)
 from access.distribution.storage import StorageError, weight_storage
 from portal.middleware import browserless
+
+logger = logging.getLogger(__name__)
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -68,27 +80,69 @@ STORAGE_ERROR = rules.DownloadOutcome(
 )
 
 
+TOO_MANY_UNKNOWN = rules.DownloadOutcome(
+    "too_many_unknown",
+    429,
+    "Too many requests for links that do not exist came from your network. Wait a minute, then copy the "
+    "whole link, or create new links on {grants}.",
+)
+
+
+def _refuse_unknown(request, ip, network) -> HttpResponse:
+    """The answer for a token that names no link. Each network's first
+    DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE such requests a minute are logged; past that it is told to
+    wait (429), unlogged. Past DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL a minute from all
+    networks together, further ones are answered but not logged. Counted in the cache; if the
+    cache is down, every request is logged as before."""
+    minute = int(time.time() // 60)
+    try:
+        per_network = _count_this_minute(f"dl-unknown:{network}:{minute}")
+        within = per_network <= settings.DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE
+        total = _count_this_minute(f"dl-unknown:*:{minute}") if within else 0
+    except Exception:  # the cache is down: log as usual rather than fail
+        logger.warning("gateway: cache unavailable; logging an unknown-link request unthrottled", exc_info=True)
+        per_network = total = 0
+    if per_network > settings.DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE:
+        if per_network == settings.DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE + 1:
+            logger.warning("gateway: network %s passed the unknown-link limit this minute; no longer logged", network)
+        response = _plain(TOO_MANY_UNKNOWN.status, TOO_MANY_UNKNOWN.message, request)
+        response["Retry-After"] = str(60 - int(time.time()) % 60)
+        return response
+    if total > settings.DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL:
+        if total == settings.DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL + 1:
+            logger.warning("gateway: unknown-link requests passed the site-wide limit this minute; no longer logged")
+        return _plain(rules.UNKNOWN.status, rules.UNKNOWN.message, request)
+    return _refuse_link(request, rules.UNKNOWN, None, ip, network)
+
+
+def _count_this_minute(key: str) -> int:
+    cache.add(key, 0, timeout=120)
+    return cache.incr(key)
+
+
 def _refuse_link(request, outcome: rules.DownloadOutcome, link, ip, network) -> HttpResponse:
     counting.gateway_event_record(request=request, link=link, outcome=outcome, ip=ip, network=network)
     return _plain(outcome.status, outcome.message, request)
 
 
 class _Take:
-    """Counts and logs this request's download, once: download_take, or, when the one-statement
-    path already took the download and logged the request, a stand-in that only gives it back if
-    storage then fails. ``counted_event`` is the logged event of a download still held, so that
-    an unexpected error before any byte is sent can give it back."""
+    """Reserves this request's bytes against the link's allowance and logs it, once:
+    download_take, or, when the one-statement path already reserved the whole file and logged
+    the request, a stand-in that only gives it back if storage then fails. ``counted_event`` is
+    the logged event of a reservation still held, so that an unexpected error before any byte is
+    sent can give it back, and a stream that ends short can give back what it did not send."""
 
-    def __init__(self, request, link, ip: str | None, network: str, range_start: int | None, taken_event_id=None):
-        self.request, self.link, self.ip, self.network, self.range_start = request, link, ip, network, range_start
+    def __init__(self, request, link, ip: str | None, network: str, reserve_bytes: int, taken_event_id=None):
+        self.request, self.link, self.ip, self.network = request, link, ip, network
+        self.reserve_bytes = reserve_bytes
         self.already_taken = taken_event_id is not None
         self.counted_event = taken_event_id
 
     def __call__(self, *, served, bytes_sent=None, failure=None):
         if not self.already_taken:
             outcome, counted, event_id = counting.download_take(
-                link=self.link, request=self.request, ip=self.ip, network=self.network, range_start=self.range_start,
-                served=served, bytes_sent=bytes_sent, failure=failure,
+                link=self.link, request=self.request, ip=self.ip, network=self.network,
+                reserve_bytes=self.reserve_bytes, served=served, bytes_sent=bytes_sent, failure=failure,
             )  # fmt: skip
             self.counted_event = event_id if counted else None
             return outcome, counted, event_id
@@ -100,15 +154,31 @@ class _Take:
 
     def give_back(self, outcome: rules.DownloadOutcome) -> None:
         if self.counted_event is not None:
-            counting.download_give_back(self.link, self.counted_event, outcome)
+            counting.download_give_back(self.link, self.counted_event, outcome, self.reserve_bytes)
             self.counted_event = None
 
+    def stream_ended(self, *, planned: int, sent: int | None, event_id: int) -> None:
+        """A stream closed: if the server reported how far it got and that is short of what was
+        planned (the client went away), log the bytes really sent and give the rest back."""
+        if sent is None or sent >= planned:
+            return
+        events.download_event_bytes_sent(event_id, sent)
+        if self.counted_event == event_id:
+            counting.download_bytes_give_back(
+                link_id=self.link.id, file_size=self.link.file_size, unsent_bytes=planned - sent
+            )
 
-def _serve(request, link, storage, byte_range, take: _Take) -> HttpResponse:
+
+def _serve(request, link, storage, byte_range, take: _Take, range_header: str = "") -> HttpResponse:
+    """``byte_range``: the (first, last) to send, None for the whole file; ``range_header``: the
+    client's Range header it was read from."""
     try:
-        if storage.name != "s3":
+        if storage.name != "s3" or request.method == "HEAD":
+            # A HEAD is answered here, whatever the storage: a presigned GET in answer to a HEAD
+            # would be a whole copy that no GET paid for.
             return _serve_local(request, link, storage, byte_range, take)
-        return _redirect_to_storage(request, link, storage, take)
+        signed_range = range_header_canonical(range_header) if byte_range else None
+        return _redirect_to_storage(request, link, storage, signed_range, take)
     except Exception:
         # Nothing was sent: the download must not stay used (the error is reported as usual).
         take.give_back(STORAGE_ERROR)
@@ -178,8 +248,7 @@ def _serve_local(request, link, storage, byte_range, take) -> HttpResponse:
         return _plain(outcome.status, outcome.message, request)
 
     def closed(part: FilePart) -> None:
-        if part.was_read and part.read_bytes != length:
-            events.download_event_bytes_sent(event_id, part.read_bytes)
+        take.stream_ended(planned=length, sent=part.bytes_sent, event_id=event_id)
 
     part = FilePart(raw, length, closed, corked=cork(request))
     response = FileResponse(part, status=status, content_type="application/octet-stream", headers=headers)
@@ -194,6 +263,9 @@ def file_download(request, token: str, name: str):
     ip = request_client_ip(request)
     network = events.client_network(ip)
     now = timezone.now()
+    # A NUL cannot be in a file name, and PostgreSQL refuses it in text: such a name simply
+    # matches no file.
+    name = name.replace("\x00", "\ufffd")
     public_id = tokens.link_public_id(token)
     storage = weight_storage()
     taken_event_id = None
@@ -210,23 +282,25 @@ def file_download(request, token: str, name: str):
 
     if taken_event_id is not None:
         # Taken by the one-statement path; the rules below are still the ones that decide.
-        take = _Take(request, link, ip, network, None, taken_event_id)
+        take = _Take(request, link, ip, network, link.file_size, taken_event_id)
         outcome = WRONG_NAME if name != link.file_name else links.gateway_authorize(link)
         if not outcome.allowed:
             take.give_back(outcome)
             return _plain(outcome.status, outcome.message, request)
         return _serve(request, link, storage, None, take)
 
+    if link is None:
+        # Not a link at all: guessed or mangled tokens. Logged up to a rate, so junk cannot grow
+        # the log without bound.
+        return _refuse_unknown(request, ip, network)
     if request.method not in ("GET", "HEAD"):
         return _refuse_link(request, METHOD_NOT_ALLOWED, link, ip, network)
-    if link is None:
-        return _refuse_link(request, rules.UNKNOWN, None, ip, network)
     if name != link.file_name:
         return _refuse_link(request, WRONG_NAME, link, ip, network)
     if network and not link.network_seen and link.bundle_suspended_at is None:
-        # A network new to the bundle may cross the leak limit: its check, count and log hold the
-        # bundle's lock, so a burst of new networks is counted one at a time.
-        with leak.bundle_leak_serialized(link.bundle_id):
+        # A network new to the grant may cross the leak limit: its check, count and log hold the
+        # grant's lock, so a burst of new networks is counted one at a time.
+        with leak.grant_leak_serialized(link.grant_id):
             return _decide_and_serve(request, link, storage, ip, network)
     return _decide_and_serve(request, link, storage, ip, network)
 
@@ -250,14 +324,21 @@ def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> H
         response["Content-Range"] = f"bytes */{size}"
         return response
 
-    take = _Take(request, link, ip, network, byte_range[0] if byte_range else None)
-    return _serve(request, link, storage, byte_range, take)
+    length = byte_range[1] - byte_range[0] + 1 if byte_range else size
+    take = _Take(request, link, ip, network, length)
+    return _serve(request, link, storage, byte_range, take, range_header)
 
 
-def _redirect_to_storage(request, link, storage, take) -> HttpResponse:
+def _redirect_to_storage(request, link, storage, range_header: str | None, take) -> HttpResponse:
+    # The client's Range is signed into the URL as the client sent it (it sends it again to
+    # storage), so storage serves exactly the bytes reserved for it and refuses the URL for any
+    # other request.
     try:
         url = storage.presigned_get_url(
-            link.file_storage_key, filename=link.file_name, expires_in=settings.DOWNLOAD_PRESIGNED_URL_SECONDS
+            link.file_storage_key,
+            filename=link.file_name,
+            expires_in=settings.DOWNLOAD_PRESIGNED_URL_SECONDS,
+            byte_range=range_header,
         )
     except (StorageError, ValueError):
         url = None

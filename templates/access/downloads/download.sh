@@ -5,7 +5,7 @@
 #
 # Files go to TARGET_FOLDER/{{ model }}/. The links in this script work until
 # {{ expires_at }}. Interrupted? Run the script again: finished files are kept and a
-# partial file continues where it stopped (a resume does not use up a download).
+# partial file continues where it stopped (a resume uses only the bytes still missing).
 set -u
 
 MODEL={{ model }}

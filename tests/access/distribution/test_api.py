@@ -18,7 +18,7 @@ from access.grants.services import grant_create, grant_revoke
 
 # docs/api.md: exactly what POST /api/v1/grants/{id}/download-links answers.
 BUNDLE_FIELDS = {"bundle", "expires_at", "files", "download_sh", "manifest"}
-FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left"}
+FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left", "bytes_left"}
 
 
 def links_url(grant) -> str:
@@ -53,6 +53,8 @@ def test_creating_links_answers_with_one_working_link_per_published_file(
             published[entry["name"]].md5,
         )
         assert entry["downloads_left"] == settings.DOWNLOAD_LINK_MAX_DOWNLOADS
+        # Its downloads x the file's size, and the resume slack: half the file for files this small.
+        assert entry["bytes_left"] == settings.DOWNLOAD_LINK_MAX_DOWNLOADS * entry["size"] + entry["size"] // 2
         assert _path(entry["url"]).startswith("/dl/") and _path(entry["url"]).endswith("/" + entry["name"])
     expires_at = parse_datetime(body["expires_at"])
     assert expires_at.utcoffset() == dt.timedelta(0)
@@ -90,6 +92,8 @@ def test_the_current_links_read_back_with_downloads_left(researcher_api, grant):
     left = {entry["name"]: entry["downloads_left"] for entry in body["files"]}
     assert left["params.json"] == first["downloads_left"] - 1
     assert left["tokenizer.model"] == first["downloads_left"]
+    bytes_left = {entry["name"]: entry["bytes_left"] for entry in body["files"]}
+    assert bytes_left["params.json"] == first["bytes_left"] - first["size"]
 
 
 def test_creating_links_again_retires_the_previous_ones(researcher_api, grant, body_of):

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from access.audit.models import AuditEvent
+from access.distribution.models import DownloadBundle
 from inference.sandbox.models import JobStatus, SandboxJob
-from inference.sandbox.openai_params import ParamError, completion_request_parse
+from inference.sandbox.openai_params import ParamError, chat_request_parse, completion_request_parse
 from inference.sandbox.selectors import sandbox_usage
 from inference.sandbox.services import (
     SandboxLimitError,
@@ -36,15 +37,16 @@ def submit(researcher, sandbox_grant, django_capture_on_commit_callbacks, monkey
     """submit(**body): admit a request for llama-7b as the researcher; the task it sends is recorded."""
     sent = []
     monkeypatch.setattr(
-        "celery.app.base.Celery.send_task", lambda self, name, args, queue: sent.append((name, args, queue))
+        "celery.app.base.Celery.send_task",
+        lambda self, name, args, queue, **options: sent.append((name, args, queue)),
     )
 
-    def run(user=None, **body):
+    def run(user=None, network="", **body):
         body = {"model": "llama-7b", "prompt": "Hello", "max_tokens": 16, **body}
         with django_capture_on_commit_callbacks(execute=True):
             job, headers = sandbox_job_submit(
                 user=user or researcher, variant=sandbox_grant.variant, grant=sandbox_grant,
-                generation=completion_request_parse(body),
+                generation=completion_request_parse(body), network=network,
             )  # fmt: skip
         return job, headers
 
@@ -239,3 +241,39 @@ def test_a_waiting_client_hears_of_a_job_that_ended_but_whose_stream_was_lost(su
     with clock_at(timezone.now() + dt.timedelta(seconds=3)):
         lost = sandbox_job_check_alive(job_id=job.pk)
     assert lost["code"] == "stream_lost" and str(job.pk) in lost["message"]
+
+
+def test_sandbox_requests_from_too_many_networks_suspend_the_grants_download_links(
+    submit, sandbox_grant, settings
+):
+    """The leak rule counts a grant's networks wherever it is used: here only in the sandbox."""
+    settings.DOWNLOAD_LEAK_MAX_NETWORKS = 2
+    links = DownloadBundle.objects.create(grant=sandbox_grant, expires_at=timezone.now() + dt.timedelta(hours=1))
+    for network in ("198.51.100.0/24", "198.51.100.0/24", "203.0.113.0/24"):
+        job, _ = submit(network=network)
+        assert job.network == network
+    links.refresh_from_db()
+    assert links.suspended_at is None  # two networks: within the limit
+
+    submit(network="192.0.2.0/24")  # the job itself still runs; the reviewers decide about the grant
+    links.refresh_from_db()
+    assert links.suspended_at is not None
+    assert "3 networks" in links.suspended_reason and "192.0.2.0/24" in links.suspended_reason
+
+
+def test_chat_without_max_tokens_runs_to_the_models_own_cap(researcher, sandbox_grant, settings, monkeypatch):
+    """A chat turn with no max_tokens means "until the turn ends": on a model capped below the
+    sandbox's limit that is the model's cap, not a 400 for a number the client never sent."""
+    monkeypatch.setattr("celery.app.base.Celery.send_task", lambda self, *args, **kwargs: None)
+    variant = sandbox_grant.variant
+    variant.sandbox_max_tokens = 8
+    variant.save(update_fields=["sandbox_max_tokens"])
+    generation = chat_request_parse({"model": variant.slug, "messages": [{"role": "user", "content": "Hi"}]})
+    job, _ = sandbox_job_submit(user=researcher, variant=variant, grant=sandbox_grant, generation=generation)
+    assert job.params["max_tokens"] == 8
+    with pytest.raises(ParamError, match="at most 8"):  # asked for explicitly, it is still refused
+        sandbox_job_submit(
+            user=researcher, variant=variant, grant=sandbox_grant,
+            generation=chat_request_parse({"model": variant.slug, "max_tokens": 9,
+                                           "messages": [{"role": "user", "content": "Hi"}]}),
+        )  # fmt: skip

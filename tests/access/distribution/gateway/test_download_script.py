@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import time_machine
 
-from access.distribution.tokens import bundle_script_path
+from access.distribution.tokens import bundle_script_path, link_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,3 +62,38 @@ def test_download_script_fails_clearly_once_the_links_expired(live_server, bundl
     assert "expired" in run.stderr
     assert f"{live_server.url}/grants/" in run.stderr
     assert not any((tmp_path / "weights" / "llama-demo-tiny").iterdir())
+
+
+@pytest.mark.parametrize(
+    "resume",
+    [
+        ["curl", "--fail", "--silent", "--show-error", "-C", "-", "-o"],
+        ["wget", "--quiet", "--continue", "-O"],
+    ],
+    ids=["curl -C -", "wget --continue"],
+)
+def test_real_clients_resume_a_partial_file_within_one_download(
+    live_server, bundle, published_demo_weights, tmp_path, resume
+):
+    _, source_dir, _ = published_demo_weights
+    link = bundle.links.select_related("file").get(file__name="consolidated.00.pth")
+    link.max_downloads = 1
+    link.save(update_fields=["max_downloads"])
+    whole = (source_dir / link.file.name).read_bytes()
+    target = tmp_path / link.file.name
+    target.write_bytes(whole[:50_000])  # an earlier run stopped here
+
+    done = subprocess.run([*resume, str(target), live_server.url + link_path(link)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == whole
+    link.refresh_from_db()
+    assert (link.downloads_used, link.bytes_reserved) == (1, len(whole) - 50_000)
+
+    # The link had one download: a whole copy more is refused, and so is any range past the slack.
+    again = subprocess.run(["curl", "--silent", "-o", "/dev/null", "-w", "%{http_code}",
+                            live_server.url + link_path(link)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert again.stdout == "403"
+    for start in (0, 1, 1000):
+        ranged = subprocess.run(["curl", "--silent", "-r", f"{start}-", "-o", "/dev/null", "-w", "%{http_code}",
+                                 live_server.url + link_path(link)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert ranged.stdout == "403", start

@@ -30,6 +30,13 @@ def _link(bundle, name="consolidated.00.pth") -> DownloadLink:
     return bundle.links.select_related("file").get(file__name=name)
 
 
+def _close_as_the_server_does(response) -> None:
+    """Close a streaming response part-way, as a WSGI server does when the client goes away.
+    Through the test client's own closing wrapper (the iterator under ``streaming_content``),
+    which keeps the test's database connection open as it closes the response."""
+    response._iterator.close()
+
+
 def _used(link) -> int:
     link.refresh_from_db()
     return link.downloads_used
@@ -73,10 +80,11 @@ def test_range_resume_completes_the_file_and_counts_once(client, bundle, body_of
     assert rest["Content-Range"] == f"bytes 10000-{size - 1}/{size}"
     assert rest["Content-Length"] == str(size - 10_000)
     assert sha256_of(head + tail) == link.file.sha256
-    assert _used(link) == 1  # the resume was free
+    assert _used(link) == 1  # the two parts make one copy
+    assert link.bytes_reserved == size
     assert list(DownloadEvent.objects.filter(link=link).order_by("id").values_list("counted", "bytes_sent")) == [
         (True, 10_000),
-        (False, size - 10_000),
+        (True, size - 10_000),
     ]
 
 
@@ -106,13 +114,14 @@ def test_unsatisfiable_range_answers_416_with_the_size_and_counts_nothing(client
     assert _used(link) == 0
 
 
-def test_resume_on_a_fresh_link_counts_as_a_start(client, bundle, body_of):
+def test_resume_on_a_fresh_link_costs_only_the_bytes_it_asks_for(client, bundle, body_of):
     # Links expired mid-file; the researcher made new ones and continues the partial file.
     link = _link(bundle)
     response = client.get(link_path(link), HTTP_RANGE="bytes=5000-")
     assert response.status_code == 206
     assert len(body_of(response)) == link.file.size - 5000
     assert _used(link) == 1
+    assert link.bytes_reserved == link.file.size - 5000
 
 
 def test_link_refuses_a_new_start_once_its_downloads_are_used_up(
@@ -131,10 +140,66 @@ def test_link_refuses_a_new_start_once_its_downloads_are_used_up(
     assert refused["Cache-Control"] == "no-store"
     assert _used(link) == 2
 
-    # A started file can still be finished.
-    resumed = client.get(link_path(link), HTTP_RANGE="bytes=1000-")
-    assert resumed.status_code == 206
-    assert len(body_of(resumed)) == link.file.size - 1000
+    # Two copies were sent: past the resume slack (half the file here), a Range is refused too,
+    # whichever bytes it asks for.
+    size = link.file.size
+    for byte_range in ("bytes=1-", "bytes=1000-", f"bytes=-{size // 2 + 1}", f"bytes=0-{size // 2}"):
+        _assert_no_bytes(client.get(link_path(link), HTTP_RANGE=byte_range), 403, "all of its 2 downloads")
+    link.refresh_from_db()
+    assert link.bytes_reserved == 2 * size
+
+
+def test_an_interrupted_download_resumes_within_the_allowance(
+    client, settings, published_demo_weights, researcher, reviewer, bundle_make, body_of, sha256_of
+):
+    settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 1
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    link = _link(bundle)
+    size = link.file.size
+    response = client.get(link_path(link))
+    response.block_size = 10_000
+    partial = next(iter(response.streaming_content))
+    _close_as_the_server_does(response)  # the connection dropped after the first block
+    link.refresh_from_db()
+    assert link.bytes_reserved == len(partial) < size  # what was not sent went back to the link
+
+    rest = client.get(link_path(link), HTTP_RANGE=f"bytes={len(partial)}-")
+    assert rest.status_code == 206
+    assert sha256_of(partial + body_of(rest)) == link.file.sha256
+    assert (_used(link), link.bytes_reserved) == (1, size)
+    _assert_no_bytes(client.get(link_path(link)), 403, "all of its 1 downloads")
+    event = DownloadEvent.objects.filter(link=link, counted=True).order_by("id").first()
+    assert (event.outcome, event.bytes_sent) == ("served", len(partial))
+
+
+def test_a_file_fetched_as_parallel_parts_costs_one_download(client, bundle, body_of, sha256_of):
+    # aria2c -x 8 and hf_transfer fetch one file as several Range requests at once.
+    link = _link(bundle)
+    size = link.file.size
+    bounds = [size * part // 8 for part in range(9)]
+    parts = [
+        body_of(client.get(link_path(link), HTTP_RANGE=f"bytes={first}-{last - 1}"))
+        for first, last in zip(bounds, bounds[1:], strict=False)
+    ]
+    assert sha256_of(b"".join(parts)) == link.file.sha256
+    assert (_used(link), link.bytes_reserved) == (1, size)
+
+
+def test_a_range_past_what_is_left_is_refused_and_says_what_is_left(
+    client, settings, published_demo_weights, researcher, reviewer, bundle_make, body_of
+):
+    settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 1
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    link = _link(bundle)
+    size = link.file.size
+    sent = size * 3 // 4
+    assert len(body_of(client.get(link_path(link), HTTP_RANGE=f"bytes=0-{sent - 1}"))) == sent
+
+    refused = client.get(link_path(link))
+    left = size + size // 2 - sent  # one download plus the resume slack (half the file at most)
+    _assert_no_bytes(refused, 403, f"{left} bytes left", f"fewer than the {size} asked for")
+    assert len(body_of(client.get(link_path(link), HTTP_RANGE=f"bytes={sent}-"))) == size - sent
+    assert DownloadEvent.objects.filter(link=link, outcome="exhausted", status_code=403).count() == 1
 
 
 def test_head_reports_the_file_without_counting(client, bundle):
@@ -250,7 +315,7 @@ def test_tampered_tokens_never_yield_a_byte(client, bundle, data):
     if not mutated or mutated == token:
         return
     response = client.get(f"/dl/{mutated}/params.json")
-    assert response.status_code in (404, 410)
+    assert response.status_code in (404, 410, 429)  # 429: past the unknown-link limit of a network
     assert not response.streaming
     assert b'"dim"' not in response.content
     assert _used(link) == 0
@@ -295,7 +360,7 @@ def test_every_gateway_request_is_logged_with_who_what_and_outcome(client, bundl
     events = list(DownloadEvent.objects.order_by("id"))
     assert [(e.status_code, e.outcome, e.counted, e.range_header) for e in events] == [
         (200, "served", True, ""),
-        (206, "partial", False, "bytes=100-"),
+        (206, "partial", True, "bytes=100-"),
         (200, "head", False, ""),
         (405, "method_not_allowed", False, ""),
         (404, "unknown", False, ""),
@@ -563,13 +628,15 @@ def test_networks_cleared_by_a_reviewer_are_not_counted_again(client, settings, 
     assert "100.64.2.0/24" in bundle.suspended_reason and "203.0.113.0/24" not in bundle.suspended_reason
 
 
-def test_gateway_link_load_tells_whether_the_network_used_the_bundle_within_the_window(settings, bundle):
+def test_gateway_link_load_tells_whether_the_network_used_the_grant_within_the_window(settings, bundle):
     link = _link(bundle, "params.json")
     now = timezone.now()
+    grant = bundle.grant
     for index, network in enumerate(["10.0.1.0/24", "10.0.2.0/24", ""]):
-        DownloadEvent.objects.create(link=link, bundle=bundle, network=network, status_code=200, outcome="served",
+        # Logged for an earlier bundle of the same grant: the grant's networks are what count.
+        DownloadEvent.objects.create(grant=grant, network=network, status_code=200, outcome="served",
                                      created_at=now - dt.timedelta(minutes=index))  # fmt: skip
-    DownloadEvent.objects.create(bundle=bundle, network="10.0.9.0/24", status_code=200, outcome="served",
+    DownloadEvent.objects.create(grant=grant, network="10.0.9.0/24", status_code=200, outcome="served",
                                  created_at=now - dt.timedelta(hours=48))  # fmt: skip
 
     loaded = links.gateway_link_load(link.public_id, network="10.0.2.0/24", now=now)
@@ -650,7 +717,7 @@ def test_a_link_asked_for_under_a_foreign_host_name_is_refused_before_anything_i
     assert not DownloadEvent.objects.filter(link=link).exists()
 
 
-def test_an_unexpected_error_behind_a_link_answers_the_sites_error_page(client, bundle, monkeypatch):
+def test_an_unexpected_error_behind_a_link_answers_one_line_of_plain_text(client, bundle, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database on fire")
 
@@ -661,7 +728,8 @@ def test_an_unexpected_error_behind_a_link_answers_the_sites_error_page(client, 
     response = client.get(link_path(_link(bundle, "params.json")))
 
     assert response.status_code == 500
-    assert b"Something went wrong on our side" in response.content
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.decode().count("\n") == 1 and "failed on our side" in response.content.decode()
     assert b"database on fire" not in response.content
 
 

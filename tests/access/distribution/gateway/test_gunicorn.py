@@ -89,13 +89,8 @@ LONG_FILE_BYTES = 48 << 20
 SLOW_CLIENT_BYTES_PER_SECOND = 12 << 20
 
 
-def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_workers(
-    transactional_db, local_storage, published_demo_weights, researcher, reviewer, bundle_make
-):
-    """A shard takes minutes to download. gunicorn kills a worker that has not reported for --timeout
-    seconds, and a sync worker cannot report while it sends a file (a sync worker fails this test);
-    gthread workers, which the access.W001 check and the README offer for streaming local storage
-    without nginx, send the whole file (here --timeout is 2 s and the client takes about 4 s)."""
+def _long_file_link(published_demo_weights, researcher, reviewer, bundle_make):
+    """A link to a 48 MiB file of random bytes published beside the demo weights; with its sha256."""
     variant, _, _ = published_demo_weights
     key = f"{variant.slug}/long-download.bin"
     path = Path(settings.PORTAL_STORAGE_ROOT) / key
@@ -103,18 +98,67 @@ def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_work
     path.write_bytes(content)
     sha256 = hashlib.sha256(content).hexdigest()
     WeightFile.objects.create(variant=variant, name=path.name, storage_key=key, size=LONG_FILE_BYTES, sha256=sha256,
-                              md5=hashlib.md5(content).hexdigest())
+                              md5=hashlib.md5(content).hexdigest())  # fmt: skip
     bundle = bundle_make(user=researcher, variant=variant, reviewer=reviewer)
-    link = bundle.links.get(file__name=path.name)
+    return bundle.links.select_related("file").get(file__name=path.name), sha256
+
+
+def _slow_reader_connection(port: int) -> http.client.HTTPConnection:
+    # A small receive buffer, as over a long-distance link: loopback would otherwise buffer
+    # tens of MiB and let the server finish sending long before the client has read it all.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.sock = socket.socket()
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    conn.sock.settimeout(30)
+    conn.sock.connect(("127.0.0.1", port))
+    return conn
+
+
+def test_a_download_cut_short_under_sendfile_gives_back_what_was_not_sent_and_resumes(
+    gunicorn_port, published_demo_weights, researcher, reviewer, bundle_make
+):
+    """gunicorn sends files with sendfile, which never reads them through Python; it still tells
+    the gateway where it stopped, so a client that goes away costs only what was sent, and
+    curl -C - finishes the file within one download."""
+    link, sha256 = _long_file_link(published_demo_weights, researcher, reviewer, bundle_make)
+    conn = _slow_reader_connection(gunicorn_port)
+    conn.request("GET", link_path(link))
+    response = conn.getresponse()
+    head = response.read(1 << 20)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    conn.close()  # the client goes away (a reset, as a dropped connection does)
+
+    event = DownloadEvent.objects.get(link=link, counted=True)
+    for _ in range(100):  # the server notices once sendfile fails
+        event.refresh_from_db()
+        if event.bytes_sent < LONG_FILE_BYTES:
+            break
+        time.sleep(0.1)
+    link.refresh_from_db()
+    assert len(head) <= event.bytes_sent < LONG_FILE_BYTES
+    assert link.bytes_reserved == event.bytes_sent
+
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=30)
+    conn.request("GET", link_path(link), headers={"Range": f"bytes={len(head)}-"})
+    rest = conn.getresponse().read()
+    conn.close()
+    assert hashlib.sha256(head + rest).hexdigest() == sha256
+    link.refresh_from_db()
+    assert link.downloads_used == 1
+    assert link.bytes_reserved == event.bytes_sent + LONG_FILE_BYTES - len(head)
+
+
+def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_workers(
+    transactional_db, local_storage, published_demo_weights, researcher, reviewer, bundle_make
+):
+    """A shard takes minutes to download. gunicorn kills a worker that has not reported for --timeout
+    seconds, and a sync worker cannot report while it sends a file (a sync worker fails this test);
+    gthread workers, which the access.W001 check and the README offer for streaming local storage
+    without nginx, send the whole file (here --timeout is 2 s and the client takes about 4 s)."""
+    link, sha256 = _long_file_link(published_demo_weights, researcher, reviewer, bundle_make)
 
     with _gunicorn("--worker-class", "gthread", "--threads", "2", "--timeout", "2") as port:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        # A small receive buffer, as over a long-distance link: loopback would otherwise buffer
-        # tens of MiB and let the server finish sending long before the client has read it all.
-        conn.sock = socket.socket()
-        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
-        conn.sock.settimeout(30)
-        conn.sock.connect(("127.0.0.1", port))
+        conn = _slow_reader_connection(port)
         conn.request("GET", link_path(link))
         response = conn.getresponse()
         assert response.status == 200

@@ -44,20 +44,42 @@ def test_every_demo_file_downloads_from_the_bucket_with_its_sha256(client, setti
     assert set(DownloadEvent.objects.values_list("status_code", "outcome", "counted")) == {(302, "redirected", True)}
 
 
-def test_resume_through_the_redirect_completes_the_file_without_counting(client, bundle, sha256_of):
+def test_resume_through_the_redirect_completes_the_file_for_the_bytes_it_asks(client, bundle, sha256_of):
     link = bundle.links.select_related("file").get(file__name="consolidated.01.pth")
+    size = link.file.size
     first = client.get(link_path(link))
     _, _, whole = _fetch(first["Location"])
     partial = whole[:12_345]  # the connection dropped here
 
     resumed = client.get(link_path(link), HTTP_RANGE="bytes=12345-")
     assert resumed.status_code == 302
+    # The Range is signed into the URL: S3 serves it to a client that sends it, and nothing else.
+    assert parse_qs(urlsplit(resumed["Location"]).query)["X-Amz-SignedHeaders"] == ["host;range"]
     status, headers, rest = _fetch(resumed["Location"], {"Range": "bytes=12345-"})
     assert status == 206
-    assert headers["Content-Range"] == f"bytes 12345-{link.file.size - 1}/{link.file.size}"
+    assert headers["Content-Range"] == f"bytes 12345-{size - 1}/{size}"
     assert sha256_of(partial + rest) == link.file.sha256
     link.refresh_from_db()
-    assert link.downloads_used == 1
+    # S3 does not say how much of the first redirect it sent, so that one cost a whole copy.
+    assert link.bytes_reserved == size + (size - 12_345)
+    assert link.downloads_used == 2
+
+
+def test_ranges_through_the_redirect_never_pass_the_allowance(client, settings, bundle):
+    settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 1
+    link = bundle.links.select_related("file").get(file__name="consolidated.01.pth")
+    link.max_downloads = 1
+    link.save(update_fields=["max_downloads"])
+    size = link.file.size
+    half = size // 2
+    assert client.get(link_path(link), HTTP_RANGE=f"bytes=0-{half - 1}").status_code == 302
+    assert client.get(link_path(link), HTTP_RANGE=f"bytes= {half}-").status_code == 302
+    for byte_range in ("bytes=1-", f"bytes=-{size // 2 + 1}", f"bytes=0-{size // 2}", ""):
+        extra = {"HTTP_RANGE": byte_range} if byte_range else {}
+        refused = client.get(link_path(link), **extra)
+        assert refused.status_code == 403 and "Location" not in refused
+    link.refresh_from_db()
+    assert link.bytes_reserved == size
 
 
 def test_the_bucket_itself_stays_private(bundle, s3_server, settings):
@@ -69,6 +91,7 @@ def test_the_bucket_itself_stays_private(bundle, s3_server, settings):
 
 
 def test_a_presigned_url_is_reused_for_a_minute_then_signed_afresh(client, settings, bundle):
+    settings.DOWNLOAD_PRESIGNED_URL_SECONDS = 900
     link = bundle.links.select_related("file").get(file__name="params.json")
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         first = client.get(link_path(link))["Location"]
@@ -80,3 +103,16 @@ def test_a_presigned_url_is_reused_for_a_minute_then_signed_afresh(client, setti
     assert int(parse_qs(urlsplit(fresh).query)["X-Amz-Expires"][0]) == settings.DOWNLOAD_PRESIGNED_URL_SECONDS
     link.refresh_from_db()
     assert link.downloads_used == 3  # reuse saves signing, never the count
+
+
+def test_a_head_is_answered_by_the_gateway_not_with_a_url_to_the_file(client, bundle):
+    """A HEAD costs nothing, so it must not hand out a presigned GET: that would be a free copy."""
+    link = bundle.links.select_related("file").get(file__name="consolidated.01.pth")
+    for extra in ({}, {"HTTP_RANGE": "bytes=100-"}):
+        response = client.head(link_path(link), **extra)
+        assert response.status_code in (200, 206)
+        assert "Location" not in response
+        assert response["Accept-Ranges"] == "bytes" and response["ETag"] == f'"{link.file.sha256}"'
+    assert response["Content-Length"] == str(link.file.size - 100)
+    link.refresh_from_db()
+    assert link.bytes_reserved == 0
