@@ -2,6 +2,9 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from portal.validators import name_bidi_refuse
 
 
 class UserManager(BaseUserManager):
@@ -31,6 +34,11 @@ class UserManager(BaseUserManager):
 class User(AbstractUser):
     username = None
     email = models.EmailField("email address", unique=True)
+    first_name = models.CharField("first name", max_length=150, blank=True, validators=[name_bidi_refuse])
+    last_name = models.CharField("last name", max_length=150, blank=True, validators=[name_bidi_refuse])
+    # Raised to end every session of the user at once (portal.services.user_sessions_end): it is
+    # part of the hash each session is checked against, like the password, whatever stores them.
+    session_generation = models.PositiveIntegerField(default=0, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -42,6 +50,24 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.email
+
+    def get_session_auth_hash(self):
+        return self._session_auth_hash()
+
+    def get_session_auth_fallback_hash(self):
+        for fallback_secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_auth_hash(secret=fallback_secret)
+
+    def _session_auth_hash(self, secret=None):
+        if not self.session_generation:
+            # Django's own hash, so sessions made before the generation was first raised stay valid.
+            return super()._get_session_auth_hash(secret=secret)
+        return salted_hmac(
+            "portal.User.get_session_auth_hash",
+            f"{self.password}:{self.session_generation}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
 
 class ApiTokenQuerySet(models.QuerySet):

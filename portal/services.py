@@ -8,9 +8,11 @@ import secrets
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from access.audit.services import audit_event_record
@@ -108,8 +110,10 @@ def user_email_mark_verified(*, user: User, actor=None, request=None) -> None:
 def user_mfa_reset(*, user: User, actor=None, request=None) -> int:
     """Remove every authenticator (TOTP, recovery codes) of a user who lost theirs.
 
-    A reviewer or admin then has to enrol a new one before reaching any
-    privileged page again."""
+    Whoever holds the lost device may hold the user's sessions and tokens too, so
+    those end with it: every session (MFA-verified ones included) and every API
+    token. A reviewer or admin then logs in again and enrols a new authenticator
+    before reaching any privileged page."""
     from allauth.mfa.models import Authenticator
 
     removed = list(Authenticator.objects.filter(user=user).values_list("type", flat=True))
@@ -118,7 +122,44 @@ def user_mfa_reset(*, user: User, actor=None, request=None) -> int:
         audit_event_record(
             action="mfa.reset_by_operator", actor=actor, target=user, request=request, details={"removed": removed}
         )
+        user_credentials_revoke(user=user, reason="mfa_reset", actor=actor, request=request)
     return len(removed)
+
+
+@transaction.atomic
+def user_sessions_end(*, user: User, reason: str, actor=None, request=None, keep_current: bool = False) -> None:
+    """End the user's sessions, wherever they are stored: raising the user's session
+    generation changes the hash Django checks every session against, so each one is
+    logged out at its next request, as after a password change.
+
+    ``keep_current`` keeps the session of ``request`` logged in when it is the user's
+    own (the one that just changed the password); every other session ends."""
+    User.objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
+    user.refresh_from_db(fields=["session_generation"])
+    kept = bool(keep_current and request is not None and getattr(request.user, "pk", None) == user.pk)
+    if kept:
+        update_session_auth_hash(request, user)
+    audit_event_record(
+        action="user.sessions_ended",
+        actor=actor,
+        target=user,
+        request=request,
+        details={"reason": reason, "current_session_kept": kept},
+    )
+
+
+@transaction.atomic
+def user_credentials_revoke(
+    *, user: User, reason: str, actor=None, request=None, keep_current_session: bool = False
+) -> int:
+    """Revoke every API token of the user and end their sessions (all, or all but the
+    current one: see ``user_sessions_end``), after their password or second factor
+    changed hands. Returns how many tokens were revoked."""
+    tokens = list(ApiToken.objects.usable().filter(user=user))
+    for token in tokens:
+        api_token_revoke(token=token, actor=actor, request=request, reason=reason)
+    user_sessions_end(user=user, reason=reason, actor=actor, request=request, keep_current=keep_current_session)
+    return len(tokens)
 
 
 def _api_token_hash(secret: str) -> str:

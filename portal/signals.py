@@ -46,7 +46,10 @@ def on_email_confirmed(sender, request, email_address, **kwargs):
 
 @receiver(user_logged_in)
 def on_logged_in(sender, request, user, **kwargs):
+    from portal.adapters import login_address_remember
+
     _record("user.logged_in", user=user, request=request)
+    login_address_remember(request, user)
 
 
 @receiver(user_logged_out)
@@ -66,7 +69,14 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
 
 @receiver(password_changed)
 def on_password_changed(sender, request, user, **kwargs):
+    from portal.services import user_credentials_revoke
+
     _record("user.password_changed", user=user, request=request)
+    # Whoever else knew the old password keeps nothing of it: no token, no other session.
+    # The session that changed it stays logged in.
+    user_credentials_revoke(
+        user=user, reason="password_changed", actor=user, request=request, keep_current_session=True
+    )
 
 
 @receiver(password_set)
@@ -92,7 +102,11 @@ def on_email_changed(sender, request, user, from_email_address, to_email_address
 
 @receiver(password_reset)
 def on_password_reset(sender, request, user, **kwargs):
+    from portal.services import user_credentials_revoke
+
     _record("user.password_reset", user=user, request=request)
+    # A reset is what someone does who fears their password is known: every session ends.
+    user_credentials_revoke(user=user, reason="password_reset", actor=user, request=request)
 
 
 @receiver(authenticator_added)

@@ -15,6 +15,7 @@ from access.requests.application import ApplicationData
 from access.requests.models import AccessRequest, OrganizationType
 from access.requests.services import access_request_resubmit, access_request_submit
 from portal.forms import RowIdField, ServiceErrorsMixin
+from portal.validators import name_bidi_refuse
 
 
 def _lines(text: str) -> list[str]:
@@ -25,15 +26,24 @@ class ApplicationForm(ServiceErrorsMixin, forms.Form):
     """The applicant's details: the same fields when applying and when editing."""
 
     full_name = forms.CharField(
-        label="Full legal name", max_length=200, help_text="As in your passport or on your institution's records."
+        label="Full legal name",
+        max_length=200,
+        help_text="As in your passport or on your institution's records.",
+        validators=[name_bidi_refuse],
     )
     affiliation = forms.CharField(
-        max_length=300, help_text="The university, institute or organization you do this research with."
+        max_length=300,
+        help_text="The university, institute or organization you do this research with.",
+        validators=[name_bidi_refuse],
     )
     organization_type = forms.ChoiceField(
         label="Organization type", choices=[("", "Choose one")] + list(OrganizationType.choices)
     )
-    position = forms.CharField(max_length=200, help_text="For example: PhD student, professor, research scientist.")
+    position = forms.CharField(
+        max_length=200,
+        help_text="For example: PhD student, professor, research scientist.",
+        validators=[name_bidi_refuse],
+    )
     country = CountryField(blank_label="Choose a country").formfield(
         help_text="Where you do the research.", required=True
     )

@@ -9,6 +9,7 @@ from django.db.models import Q
 
 from access.grants.models import Grant, GrantStatus
 from access.requests.models import AccessRequest, RequestStatus, ScreeningFlag, ScreeningFlagCode
+from portal.validators import name_normalise
 
 
 def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFlag]:
@@ -22,14 +23,7 @@ def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFla
         flags.append(
             (ScreeningFlagCode.EMBARGOED_COUNTRY, f"Country {access_request.country.name} is on the embargo list.")
         )
-    same_person = (
-        AccessRequest.objects.filter(
-            full_name__iexact=access_request.full_name, affiliation__iexact=access_request.affiliation
-        )
-        .exclude(applicant=applicant)
-        .select_related("applicant")
-        .first()
-    )
+    same_person = _same_name_and_affiliation(access_request)
     if same_person is not None:
         flags.append(
             (
@@ -73,3 +67,19 @@ def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFla
     )
     # No audit event of its own: the submit or resubmit that screened records the flags.
     return created
+
+
+def _same_name_and_affiliation(access_request: AccessRequest) -> AccessRequest | None:
+    """The first request (in queue order) of another applicant with the same name and
+    affiliation as ``name_normalise`` sees them, so fullwidth letters, invisible characters or
+    another case do not hide an alternate account. The comparison is Unicode's, which no
+    database shares, so the names are read and compared here (two short strings a row)."""
+    name = name_normalise(access_request.full_name)
+    affiliation = name_normalise(access_request.affiliation)
+    others = AccessRequest.objects.exclude(applicant_id=access_request.applicant_id).values_list(
+        "id", "full_name", "affiliation"
+    )
+    for pk, other_name, other_affiliation in others.iterator(chunk_size=2000):
+        if name_normalise(other_name) == name and name_normalise(other_affiliation) == affiliation:
+            return AccessRequest.objects.select_related("applicant").get(pk=pk)
+    return None

@@ -2,6 +2,7 @@ from django import template
 
 from portal.markdown import markdown_render
 from portal.roles import user_has_role
+from portal.validators import name_bidi_controls_strip
 
 register = template.Library()
 
@@ -9,6 +10,13 @@ register = template.Library()
 @register.filter(name="markdown")
 def markdown_filter(text):
     return markdown_render(text)
+
+
+@register.filter
+def bidi_strip(text):
+    """A name or affiliation without text-direction controls, which names refuse now but older
+    requests may hold: shown raw, one could reorder what a reviewer reads."""
+    return name_bidi_controls_strip(text)
 
 
 @register.filter

@@ -20,7 +20,7 @@ from portal.services import (
 class Command(BaseCommand):
     help = (
         "Manage portal accounts. `portal_user add EMAIL --role ROLE` creates an account or changes its role; "
-        "`portal_user reset-mfa EMAIL` removes a lost authenticator."
+        "`portal_user reset-mfa EMAIL` removes a lost authenticator and ends the user's sessions and API tokens."
     )
 
     def add_arguments(self, parser):
@@ -35,7 +35,10 @@ class Command(BaseCommand):
         )
         add.add_argument("--password", help="Set this password (otherwise asked for on a terminal).")
         add.add_argument("--verified", action="store_true", help="Mark the email address as verified.")
-        reset = sub.add_parser("reset-mfa", help="Remove a user's authenticators so they can enrol a new one.")
+        reset = sub.add_parser(
+            "reset-mfa",
+            help="Remove a user's authenticators so they can enrol a new one; ends their sessions and API tokens.",
+        )
         reset.add_argument("email")
 
     def handle(self, *args, action, **options):
@@ -50,7 +53,12 @@ class Command(BaseCommand):
             raise CommandError(f"No account with email {email}.")
         removed = user_mfa_reset(user=user)
         if removed:
-            self.stdout.write(self.style.SUCCESS(f"removed {removed} authenticator(s) of {user.email}"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"removed {removed} authenticator(s) of {user.email}; "
+                    "their sessions ended and their API tokens were revoked"
+                )
+            )
         else:
             self.stdout.write(f"{user.email} has no authenticator; nothing to do")
 
