@@ -9,3 +9,13 @@ class StateConflict(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class LimitReached(Exception):
+    """A per-user or per-grant rate limit was reached (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int, code: str = "rate_limited"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retry_after_seconds = max(int(retry_after_seconds), 1)

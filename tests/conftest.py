@@ -169,6 +169,18 @@ def bearer_client():
 
 
 @pytest.fixture
+def researcher_api(researcher, bearer_client):
+    """The researcher's API client, with a bearer token."""
+    return bearer_client(researcher)
+
+
+@pytest.fixture
+def reviewer_api(reviewer, bearer_client):
+    """The reviewer's API client, with a bearer token (made by an operator: no MFA step)."""
+    return bearer_client(reviewer)
+
+
+@pytest.fixture
 def active_grant_make():
     """active_grant_make(user=, variant=, reviewer=, **grant_create_kwargs): a grant made by hand whose
     holder accepted the current license, so it is active (the download tests, browser ones too)."""

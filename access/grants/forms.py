@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from access.catalog.models import LicenseVersion, ModelVariant
 from access.grants.models import Grant, GrantStatus
-from access.grants.services import end_of_day_after, grant_accept_license
+from access.grants.services import end_of_day_after, grant_accept_license, grant_end_day_check
 from portal.forms import FutureDateField, RowIdField, ServiceErrorsMixin, blank_choice
 from portal.models import User
 
@@ -61,9 +62,15 @@ class GrantCreateForm(forms.Form):
         empty_label="Choose a model",
     )
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), help_text="Why access is granted without a request."
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=settings.REVIEW_TEXT_MAX_CHARS,
+        help_text="Why access is granted without a request.",
     )
     expires_on = FutureDateField(required=False, label="Access ends on")
+
+    def clean_expires_on(self):
+        day = self.cleaned_data["expires_on"]
+        return grant_end_day_check(day) if day else day
 
     def clean_email(self):
         email = self.cleaned_data["email"]
@@ -79,6 +86,6 @@ class GrantCreateForm(forms.Form):
 
 
 class GrantActionForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=2000)
+    reason = forms.CharField(required=False, max_length=settings.REVIEW_TEXT_MAX_CHARS)
     block_new_requests = forms.BooleanField(required=False)
     query = forms.CharField(required=False)

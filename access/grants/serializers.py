@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.dateparse import parse_date
 from rest_framework import serializers
 
 from access.catalog.models import LicenseVersion, ModelVariant
 from access.catalog.serializers import UNKNOWN_LICENSE_MESSAGE, UNKNOWN_VARIANT_MESSAGE
 from access.grants.models import Grant, GrantStatus
-from access.grants.services import end_of_day_after
+from access.grants.services import end_of_day_after, grant_end_check, grant_end_day_check
+from portal.api.fields import RowIdField
 from portal.models import User
+
+# Reasons and notes: the services' one limit (portal.validators.text_length_check), in the schema too.
+REASON_MAX_CHARS = settings.REVIEW_TEXT_MAX_CHARS
 
 
 def user_by_email(email: str) -> User:
@@ -20,7 +26,7 @@ def user_by_email(email: str) -> User:
 
 
 class AcceptLicenseSerializer(serializers.Serializer):
-    license_id = serializers.PrimaryKeyRelatedField(
+    license_id = RowIdField(
         queryset=LicenseVersion.objects.all(),
         error_messages={"does_not_exist": UNKNOWN_LICENSE_MESSAGE},
         help_text="Id of the license version you read and accept (the one in force).",
@@ -47,14 +53,28 @@ class GrantSerializer(serializers.ModelSerializer):
 
 class GrantEndField(serializers.DateTimeField):
     """When grants end: an ISO 8601 date-time, or a bare date (``2027-03-31``), which ends when
-    that day ends in the site's time zone, as "Access ends on" does on the review pages."""
+    that day ends in the site's time zone, as "Access ends on" does on the review pages. In the
+    future, and at most GRANT_MAX_DURATION_DAYS away."""
 
     def to_internal_value(self, value):
         try:
             day = parse_date(value.strip()) if isinstance(value, str) else None  # None: not date-shaped
         except ValueError:  # date-shaped, but no such day
             raise serializers.ValidationError("Use a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
-        return end_of_day_after(day) if day else super().to_internal_value(value)
+        try:
+            ends_at = end_of_day_after(grant_end_day_check(day)) if day else super().to_internal_value(value)
+            return grant_end_check(ends_at)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+
+def review_text_field(**kwargs) -> serializers.CharField:
+    """A reason or note people read, bounded by REVIEW_TEXT_MAX_CHARS as the services bound them."""
+    return serializers.CharField(
+        max_length=REASON_MAX_CHARS,
+        error_messages={"max_length": "Keep this to {max_length} characters or fewer."},
+        **kwargs,
+    )
 
 
 class GrantCreateSerializer(serializers.Serializer):
@@ -64,9 +84,12 @@ class GrantCreateSerializer(serializers.Serializer):
         queryset=ModelVariant.objects.all(),
         error_messages={"does_not_exist": UNKNOWN_VARIANT_MESSAGE},
     )
-    reason = serializers.CharField(help_text="Why access is granted without a request.")
+    reason = review_text_field(help_text="Why access is granted without a request.")
     expires_at = GrantEndField(
-        required=False, allow_null=True, help_text="End of the grant, a date-time or a date (it ends when it ends)."
+        required=False,
+        allow_null=True,
+        help_text="End of the grant, a date-time or a date (it ends when that day ends), "
+        f"at most {settings.GRANT_MAX_DURATION_DAYS} days ahead.",
     )
 
     def validate_email(self, value: str) -> User:
@@ -74,16 +97,16 @@ class GrantCreateSerializer(serializers.Serializer):
 
 
 class GrantRevokeSerializer(serializers.Serializer):
-    reason = serializers.CharField(help_text="The researcher reads it.")
+    reason = review_text_field(help_text="The researcher reads it.")
     block_new_requests = serializers.BooleanField(required=False, default=False)
 
 
 class GrantSuspendSerializer(serializers.Serializer):
-    reason = serializers.CharField(help_text="The researcher reads it.")
+    reason = review_text_field(help_text="The researcher reads it.")
 
 
 class GrantReinstateSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = review_text_field(required=False, allow_blank=True, default="")
 
 
 class ReviewGrantFilterSerializer(serializers.Serializer):

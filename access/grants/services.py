@@ -16,11 +16,44 @@ from access.grants.models import LIVE_GRANT_STATUSES, Grant, GrantStatus, Licens
 from access.requests.models import AccessRequest
 from portal.errors import StateConflict
 from portal.models import User
+from portal.validators import text_length_check
 
 
 def end_of_day_after(day: dt.date) -> dt.datetime:
     """A grant "until 31 March" ends when 31 March ends (site time zone)."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=timezone.get_current_timezone())
+
+
+def grant_end_latest_day() -> dt.date:
+    """The last day a grant may run to: GRANT_MAX_DURATION_DAYS from today."""
+    return timezone.localdate() + dt.timedelta(days=settings.GRANT_MAX_DURATION_DAYS)
+
+
+def _too_late_message(latest_day: dt.date) -> str:
+    days = settings.GRANT_MAX_DURATION_DAYS
+    return (
+        f"A grant can run for at most {days:,} days (about {days / 365.25:.0f} years): "
+        f"choose {latest_day.isoformat()} or earlier, or no end date."
+    )
+
+
+def grant_end_day_check(day: dt.date) -> dt.date:
+    """Refuse a grant "until ``day``" past the latest allowed day, before any date arithmetic
+    on it (9999-12-31 has no day after)."""
+    latest_day = grant_end_latest_day()
+    if day > latest_day:
+        raise ValidationError(_too_late_message(latest_day))
+    return day
+
+
+def grant_end_check(expires_at: dt.datetime) -> dt.datetime:
+    """A grant's end is in the future and at most GRANT_MAX_DURATION_DAYS away (the end of that day)."""
+    if expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["The end date must be in the future."]})
+    latest_day = grant_end_latest_day()
+    if expires_at > end_of_day_after(latest_day):
+        raise ValidationError({"expires_at": [_too_late_message(latest_day)]})
+    return expires_at
 
 
 def _require_not_own(grant: Grant, actor, verb: str) -> None:
@@ -69,11 +102,12 @@ def grant_create(
     """A new grant starts in ``license_required``: the researcher accepts the current license to use it."""
     if access_request is None and not reason.strip():
         raise ValidationError({"reason": ["Say why access is granted without a request."]})
+    text_length_check(field="reason", text=reason)
     if access_request is None and getattr(actor, "pk", None) == user.pk:
         # Granting oneself access is deciding one's own request; review exists to prevent it.
         raise PermissionDenied("You cannot grant yourself access; apply, and another reviewer will decide.")
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": ["The end date must be in the future."]})
+    if expires_at is not None:
+        grant_end_check(expires_at)
     if Grant.objects.filter(user=user, variant=variant, status__in=LIVE_GRANT_STATUSES).exists():
         raise StateConflict(f"{user.email} already has a grant for {variant.name}.", code="grant_exists")
     grant = Grant(
@@ -165,6 +199,7 @@ def grant_accept_license(*, grant: Grant, user: User, license_version: LicenseVe
 def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why the grant is suspended."]})
+    text_length_check(field="reason", text=reason)
     _require_not_own(grant, actor, "suspend")
     return _transition(
         _locked(grant),
@@ -180,6 +215,7 @@ def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
 
 @transaction.atomic
 def grant_reinstate(*, grant: Grant, actor, reason: str = "", request=None) -> Grant:
+    text_length_check(field="reason", text=reason)
     grant = _locked(grant)
     if getattr(actor, "pk", None) == grant.user_id:
         raise PermissionDenied("You cannot reinstate your own access; another reviewer must.")
@@ -202,6 +238,7 @@ def grant_revoke(*, grant: Grant, actor, reason: str, block_new_requests: bool =
     """Final. Takes effect at once: every check of a grant reads its stored status."""
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why access is revoked; the researcher will read it."]})
+    text_length_check(field="reason", text=reason)
     _require_not_own(grant, actor, "revoke")
     return _transition(
         _locked(grant),

@@ -16,15 +16,17 @@ from access.catalog.serializers import UNKNOWN_LICENSE_MESSAGE, variant_slugs_fi
 from access.requests.application import EDITABLE_FIELDS, ApplicationData
 from access.requests.models import AccessRequest, OrganizationType, RequestMessage, RequestStatus, VariantDecision
 from access.requests.selectors import estimated_decision_at, queue_position, request_history
+from portal.api.fields import RowIdField
+from portal.validators import name_bidi_refuse
 
 
 class ApplicationSerializer(serializers.Serializer):
     """The application fields, shared by submitting and editing."""
 
-    full_name = serializers.CharField(max_length=200, help_text="Full legal name.")
-    affiliation = serializers.CharField(max_length=300)
+    full_name = serializers.CharField(max_length=200, help_text="Full legal name.", validators=[name_bidi_refuse])
+    affiliation = serializers.CharField(max_length=300, validators=[name_bidi_refuse])
     organization_type = serializers.ChoiceField(choices=OrganizationType.choices)
-    position = serializers.CharField(max_length=200)
+    position = serializers.CharField(max_length=200, validators=[name_bidi_refuse])
     country = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. DE.")
     use_case = serializers.CharField(help_text="What you will study and why it needs the weights.")
     publications = serializers.ListField(
@@ -54,7 +56,7 @@ def application_data(values: dict, current: AccessRequest | None = None) -> Appl
 
 class AccessRequestCreateSerializer(ApplicationSerializer):
     variants = variant_slugs_field(help_text="Slugs of the models requested, of one family.")
-    license_id = serializers.PrimaryKeyRelatedField(
+    license_id = RowIdField(
         queryset=LicenseVersion.objects.all(),
         error_messages={"does_not_exist": UNKNOWN_LICENSE_MESSAGE},
         help_text="Id of the license version you read and agree to.",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_countries import countries
 
 from access.catalog.models import ModelVariant
-from access.grants.services import end_of_day_after
+from access.grants.services import end_of_day_after, grant_end_day_check
 from access.requests.models import AccessRequest, OrganizationType, RequestStatus, ScreeningFlagCode
 from access.review.models import DecisionKind, RejectionTemplate
 from portal.forms import FutureDateField, blank_choice
@@ -81,7 +82,9 @@ class BulkDecisionForm(_ReasonFromTemplateMixin, forms.Form):
         error_messages={"required": "Choose approve or reject."},
     )
     template = forms.ModelChoiceField(queryset=_active_templates(), required=False, empty_label="Write a reason")
-    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=settings.REVIEW_TEXT_MAX_CHARS
+    )
     query = forms.CharField(required=False)  # the queue's filters, to return to them
 
     def clean(self):
@@ -95,7 +98,7 @@ class BulkDecisionForm(_ReasonFromTemplateMixin, forms.Form):
 class NoteForm(forms.Form):
     text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=10_000,
+        max_length=settings.REVIEW_TEXT_MAX_CHARS,
         error_messages={"required": "Write the note first."},
     )
 
@@ -129,9 +132,17 @@ class DecisionForm(_ReasonFromTemplateMixin, forms.Form):
     template = forms.ModelChoiceField(
         queryset=_active_templates(), required=False, empty_label="Write a reason", label="Reason template"
     )
-    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}), label="Reason")
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=settings.REVIEW_TEXT_MAX_CHARS,
+        label="Reason",
+    )
     message = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 4}), label="Message to the applicant"
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=settings.REVIEW_TEXT_MAX_CHARS,
+        label="Message to the applicant",
     )
 
     def __init__(self, *args, pending_variants=(), **kwargs):
@@ -139,6 +150,10 @@ class DecisionForm(_ReasonFromTemplateMixin, forms.Form):
         self.pending = {variant.slug: variant for variant in pending_variants}
         self.fields["variants"].choices = [(v.slug, v.name) for v in pending_variants]
         self.fields["variants"].initial = list(self.pending)
+
+    def clean_expires_on(self):
+        day = self.cleaned_data["expires_on"]
+        return grant_end_day_check(day) if day else day
 
     def clean(self):
         cleaned = super().clean()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 
 from access.catalog.serializers import LicenseRefSerializer, variant_slugs_field
-from access.grants.serializers import GrantEndField, ReviewGrantSerializer, user_by_email
+from access.grants.serializers import GrantEndField, ReviewGrantSerializer, review_text_field, user_by_email
 from access.requests.models import AccessRequest, OrganizationType, RequestStatus, ScreeningFlag, ScreeningFlagCode
 from access.requests.selectors import request_history
 from access.requests.serializers import (
@@ -38,12 +39,12 @@ class ClaimSerializer(serializers.Serializer):
 
 
 class NoteCreateSerializer(serializers.Serializer):
-    text = serializers.CharField(help_text="Seen by reviewers only.")
+    text = review_text_field(help_text="Seen by reviewers only.")
 
 
 class DecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DecisionKind.choices)
-    reason = serializers.CharField(
+    reason = review_text_field(
         required=False,
         allow_blank=True,
         default="",
@@ -55,7 +56,8 @@ class DecisionSerializer(serializers.Serializer):
     expires_at = GrantEndField(
         required=False,
         allow_null=True,
-        help_text="Approve: end of the grants, a date-time or a date (the grants end when it ends).",
+        help_text="Approve: end of the grants, a date-time or a date (the grants end when that day ends), "
+        f"at most {settings.GRANT_MAX_DURATION_DAYS} days ahead.",
     )
 
     def validate(self, attrs):

@@ -14,7 +14,7 @@ from django.utils import timezone
 from access.audit.services import audit_event_record
 from access.catalog.models import ModelVariant
 from access.grants.models import Grant, GrantStatus
-from access.grants.services import grant_create
+from access.grants.services import grant_create, grant_end_check
 from access.requests.models import (
     QUEUE_STATUSES,
     AccessRequest,
@@ -147,8 +147,8 @@ def access_request_approve(
             "The applicant's access was revoked with new requests blocked; reject this request instead.",
             code="applicant_blocked",
         )
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": ["The end date of the grant must be in the future."]})
+    if expires_at is not None:
+        grant_end_check(expires_at)
     if reviewer is not None and access_request.decisions.filter(
         kind=DecisionKind.APPROVE, review_round=access_request.review_round, reviewer=reviewer
     ).exists():

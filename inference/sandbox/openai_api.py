@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import json
 import logging
 import threading
 import time
@@ -25,12 +24,15 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from access.audit.services import request_client_ip
+from access.distribution.services import client_network
 from inference.sandbox.models import SandboxJob
 from inference.sandbox.openai_params import (
     GenerationRequest,
     ParamError,
     chat_request_parse,
     completion_request_parse,
+    request_body_parse,
 )
 from inference.sandbox.openai_responses import ResponseBuilder, error_body
 from inference.sandbox.selectors import sandbox_access, sandbox_refusal, sandbox_variants_for_user
@@ -162,17 +164,17 @@ def _admit(request, slug: str | None, chat: bool):
     if not request.META.get("HTTP_AUTHORIZATION") and _csrf_refusal(request) is not None:
         return openai_error(403, "CSRF check failed: reload the page.", code="csrf_failed")
     try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return openai_error(400, "The request body must be JSON.", code="invalid_json")
-    try:
+        body = request_body_parse(request.body)
         parse = chat_request_parse if chat else completion_request_parse
         generation = parse(body, model=slug)
         variant, grant, denied = sandbox_access(user, generation.model)
         if denied is not None:
             return openai_error(denied.status, denied.message, code=denied.code, param="model")
         source = "playground" if request.headers.get("X-Sandbox-Client") == "playground" else "api"
-        job, headers = sandbox_job_submit(user=user, variant=variant, grant=grant, generation=generation, source=source)
+        network = client_network(request_client_ip(request))
+        job, headers = sandbox_job_submit(
+            user=user, variant=variant, grant=grant, generation=generation, source=source, network=network
+        )
     except ParamError as exc:
         return openai_error(400, exc.message, code=exc.code, param=exc.param)
     except SandboxLimitError as exc:

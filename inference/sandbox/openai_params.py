@@ -9,6 +9,8 @@ simple template (``chat_prompt``), and generation stops where the next user turn
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -48,6 +50,52 @@ class GenerationRequest:
     include_usage: bool
     user: str
     chat: bool = False
+    # Chat without max_tokens: "until the turn ends", up to whatever cap the model has.
+    max_tokens_open: bool = False
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_json(constant: str):
+    raise ParamError(f"{constant} is not a JSON number; send a finite number.", param=None, code="invalid_json")
+
+
+def _has_lone_surrogate(value) -> bool:
+    pending = [value]
+    while pending:  # iterative: any depth the JSON parser accepted is fine
+        item = pending.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def request_body_parse(raw: bytes):
+    """The body of a /v1/ request as JSON, or a ParamError: not JSON, nested too deeply to read,
+    NaN or Infinity (not JSON numbers), or text with a lone UTF-16 surrogate (``\\ud800``, which
+    is no Unicode character: it could be neither tokenized nor stored), named by its field."""
+    try:
+        body = json.loads(raw or b"null", parse_constant=_not_json)
+    except ParamError:
+        raise
+    except RecursionError:
+        raise ParamError("The request body is nested too deeply to read.", param=None, code="invalid_json") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise ParamError("The request body must be JSON.", param=None, code="invalid_json") from None
+    fields = body.items() if isinstance(body, dict) else [(None, body)]
+    for name, value in fields:
+        if _has_lone_surrogate(value) or _has_lone_surrogate(name):
+            raise ParamError(
+                "Text must be valid Unicode: it contains an unpaired surrogate (\\ud800 to \\udfff).",
+                param=None if _has_lone_surrogate(name) else name,
+            )
+    return body
 
 
 def _is_int(value) -> bool:
@@ -254,6 +302,7 @@ def chat_request_parse(body, *, model: str | None = None) -> GenerationRequest:
         fields["max_tokens"] = _whole(body, "max_completion_tokens", DEFAULT_MAX_TOKENS, 1, settings.SANDBOX_MAX_TOKENS)
     if body.get("max_tokens") is None and "max_completion_tokens" not in body:
         fields["max_tokens"] = settings.SANDBOX_MAX_TOKENS  # chat has no small default: until the turn ends
+        fields["max_tokens_open"] = True
     logprobs = body.get("logprobs", False)
     top_logprobs = body.get("top_logprobs")
     if not isinstance(logprobs, bool):

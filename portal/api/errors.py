@@ -8,10 +8,11 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views import csrf
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
-from portal.errors import StateConflict
+from portal.errors import LimitReached, StateConflict
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ class ApiError(exceptions.APIException):
 class Conflict(ApiError):
     def __init__(self, message: str, code: str = "conflict"):
         super().__init__(status_code=status.HTTP_409_CONFLICT, code=code, message=message)
+
+
+class TooManyRequests(ApiError):
+    def __init__(self, message: str, *, code: str, retry_after_seconds: int):
+        super().__init__(status_code=status.HTTP_429_TOO_MANY_REQUESTS, code=code, message=message)
+        self.wait = retry_after_seconds  # DRF's exception handler sends it as Retry-After
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -87,6 +94,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or None)
     elif isinstance(exc, StateConflict):
         exc = Conflict(exc.message, code=exc.code)
+    elif isinstance(exc, LimitReached):
+        exc = TooManyRequests(exc.message, code=exc.code, retry_after_seconds=exc.retry_after_seconds)
 
     response = exception_handler(exc, context)
     if response is None:
@@ -94,10 +103,10 @@ def api_exception_handler(exc, context):
 
     status_code = response.status_code
     if isinstance(exc, exceptions.MethodNotAllowed):
-        allowed = response.get("Allow", "")
-        body = error_body(
-            "method_not_allowed", f"{context['request'].method} is not allowed here. Allowed methods: {allowed}."
-        )
+        # DRF adds the Allow header after this handler; the message names the same methods.
+        view = context.get("view")
+        allowed = [method for method in getattr(view, "allowed_methods", ()) if method not in ("HEAD", "OPTIONS")]
+        body = error_body("method_not_allowed", method_not_allowed_message(context["request"].method, allowed))
     elif isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.fields)
     elif isinstance(exc, exceptions.ValidationError):
@@ -114,6 +123,13 @@ def api_exception_handler(exc, context):
     return response
 
 
+def method_not_allowed_message(method: str, allowed) -> str:
+    """Names the methods to use instead, as the Allow header does."""
+    if not allowed:
+        return f"Method {method} is not allowed here."
+    return f"Method {method} is not allowed here; use {', '.join(allowed)}."
+
+
 def json_error_response(status_code: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status_code)
 
@@ -122,8 +138,19 @@ def api_not_found(request, exception=None):
     return json_error_response(404, "not_found", _DEFAULT_MESSAGES[404])
 
 
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: the API's error body under /api/, Django's page everywhere else."""
+    if request.path.startswith("/api/"):
+        return json_error_response(
+            403,
+            "csrf_failed",
+            "CSRF check failed. Send 'Authorization: Bearer <token>' with a personal API token, or, from a "
+            "logged-in browser session, the X-CSRFToken header with the csrftoken cookie's value.",
+        )
+    return csrf.csrf_failure(request, reason=reason)
+
+
 def api_server_error(request):
     return json_error_response(
         500, "server_error", "Something went wrong on our side. It has been logged; try again later."
     )
-

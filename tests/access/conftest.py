@@ -271,16 +271,6 @@ def second_reviewer(db, totp_enable):
 
 
 @pytest.fixture
-def researcher_api(researcher, bearer_client):
-    return bearer_client(researcher)
-
-
-@pytest.fixture
-def reviewer_api(reviewer, bearer_client):
-    return bearer_client(reviewer)
-
-
-@pytest.fixture
 def second_reviewer_api(second_reviewer, bearer_client):
     return bearer_client(second_reviewer)
 
