@@ -39,6 +39,7 @@ RUN PORTAL_ENV=production \
     REDIS_URL=redis://collectstatic.invalid:6379/0 \
     EMAIL_URL=consolemail:// \
     ALLOWED_HOSTS=collectstatic.invalid \
+    TRUSTED_PROXY_COUNT=0 \
     python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p /app/var/sandbox-cache \
     && chown portal:portal /app/var /app/var/sandbox-cache

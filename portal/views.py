@@ -21,6 +21,7 @@ from portal.api.errors import api_not_found, api_server_error, json_error_respon
 from portal.health import health_report
 from portal.mfa import mfa_redirect, session_is_mfa_verified, user_needs_mfa_step
 from portal.models import ApiToken
+from portal.outage import database_unavailable, service_unavailable
 from portal.services import api_token_create, api_token_revoke
 
 
@@ -146,6 +147,18 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    if database_unavailable():
+        return service_unavailable(request)  # 503 with Retry-After: clients try again
     if _wants_json(request):
         return api_server_error(request)
+    if request.path.startswith("/dl/"):
+        # Download links are read by curl, wget and download.sh: one line of plain text, as every
+        # other answer of the gateway.
+        response = HttpResponse(
+            "The download failed on our side. It has been logged; try again in a few minutes.\n",
+            status=500,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Cache-Control"] = "no-store"
+        return response
     return render(request, "500.html", status=500)

@@ -511,6 +511,7 @@ def _production_env(directory: Path) -> dict[str, str]:
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
         "ALLOWED_HOSTS": "portal.example.org",
+        "TRUSTED_PROXY_COUNT": "1",
         "EMAIL_URL": "smtp+tls://portal:password@smtp.example.org:587",
         "DEFAULT_FROM_EMAIL": "portal@example.org",
         "PORTAL_VAR_DIR": str(directory / "var"),
@@ -638,3 +639,12 @@ def test_production_redirects_plain_http_to_https_except_healthz(production_resp
     assert production_responses["plain_http"] == {"status": 301, "location": "https://portal.example.org/"}
     # The container healthcheck talks plain HTTP to gunicorn; it must get the report, not a redirect.
     assert production_responses["healthz_plain_http"]["status"] in (200, 503)
+
+
+def test_nginx_sends_weight_files_one_range_at_a_time_as_the_gateway_counted_them():
+    """The gateway reserves a multi-range request as one whole file; nginx, sending it after
+    X-Accel-Redirect, must not answer each of its ranges (bytes=0-,0-,0-: the file three times)."""
+    locations = _nginx_locations(NGINX_CONF.read_text())
+    body = _nginx_location_for(locations, "/protected-weights/llama-7b/consolidated.00.pth")
+    assert re.search(r"(?:^|\n)\s*internal\s*;", body)  # clients cannot ask for it directly
+    assert _directive(body, "max_ranges") == ["1"]

@@ -122,7 +122,7 @@ def test_login_lockout_counters_live_in_redis_shared_by_every_web_process(client
     and replica sees the same failure count for an account."""
     import redis
 
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings.CACHES["default"]["BACKEND"] == "portal.cache.FaultTolerantRedisCache"
     server = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
     before = set(server.keys("*"))
 
