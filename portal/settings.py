@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Innermost: a view's empty 405 gets a body naming the allowed methods (pages and API alike).
+    "portal.method_not_allowed.MethodNotAllowedBodyMiddleware",
 ]
 
 # Where BrowserlessViewMiddleware looks for views marked @browserless.
@@ -138,6 +140,11 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60 if PRODUCTION else 0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A kept connection that a database restart ended is replaced before a request uses it; the
+    # check costs no round trip (portal.postgresql).
+    DATABASES["default"]["ENGINE"] = "portal.postgresql"
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The test database is a file, not memory, so a real Celery worker started by the
     # tests can open it too; one per test run, so parallel runs do not share it.
@@ -154,8 +161,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Seconds a cache operation waits for Redis (to connect, then to answer) before going on without it.
+REDIS_CACHE_TIMEOUT_SECONDS = env.float("REDIS_CACHE_TIMEOUT_SECONDS", default=1.0)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            # Django's Redis cache, except that an unreachable Redis is an empty cache, not a 500
+            # (portal.cache says what that costs).
+            "BACKEND": "portal.cache.FaultTolerantRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CACHE_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_CACHE_TIMEOUT_SECONDS,
+            },
+        }
+    }
 else:
     # A file cache is shared by every process on the machine, which the login
     # rate limits need (web and worker both count failures).
@@ -195,12 +215,16 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{PORTAL_SITE_NAME}] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
 ACCOUNT_ADAPTER = "portal.adapters.AccountAdapter"
 PORTAL_SIGNUP_OPEN = env.bool("PORTAL_SIGNUP_OPEN", default=True)
-# Repeated failed logins: at most LOGIN_FAILURES_PER_IP_PER_MINUTE from one IP,
-# and LOGIN_FAILURES_PER_ACCOUNT per account within LOGIN_LOCKOUT_SECONDS, after
-# which the account is locked for the rest of that window.
+# Repeated failed logins (portal.adapters.AccountAdapter): at most LOGIN_FAILURES_PER_IP_PER_MINUTE
+# from one IP, and LOGIN_FAILURES_PER_ACCOUNT per account from one IP within LOGIN_LOCKOUT_SECONDS,
+# after which that account is locked at that IP (only) for the rest of the window. An account also
+# takes at most LOGIN_FAILURES_PER_ACCOUNT_PER_MINUTE failures a minute from all the IPs it has not
+# logged in from in the last LOGIN_KNOWN_ADDRESS_DAYS together: slowed down, never locked, for its owner.
 LOGIN_FAILURES_PER_IP_PER_MINUTE = env.int("LOGIN_FAILURES_PER_IP_PER_MINUTE", default=10)
 LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+LOGIN_FAILURES_PER_ACCOUNT_PER_MINUTE = env.int("LOGIN_FAILURES_PER_ACCOUNT_PER_MINUTE", default=10)
+LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", default=30)
 ACCOUNT_RATE_LIMITS = {
     "login_failed": (
         f"{LOGIN_FAILURES_PER_IP_PER_MINUTE}/m/ip,"
@@ -238,10 +262,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PortalPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the errors every endpoint of a kind answers (401, 403, 404, pages).
+    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only; odd JSON (too deep, NaN, NUL, lone surrogates) is a 400 naming the field: see the parser.
+    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.PortalJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -291,6 +317,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
+# A pool process killed mid-task (the OOM killer, a segfault): the task goes back to the queue and
+# runs again, instead of being acknowledged as failed and lost. Tasks are written to bear a second
+# run; an email may then arrive twice, which beats never.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Tasks are sent after their transaction commits (transaction.on_commit). While the broker is down
+# (Redis restarting) a send waits for it, trying again, for up to this long (portal.celery), instead
+# of failing the request whose change is already committed and losing its email; past it, it fails.
+CELERY_PUBLISH_RETRY_SECONDS = env.float("CELERY_PUBLISH_RETRY_SECONDS", default=20.0)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
@@ -320,15 +354,27 @@ S3_MULTIPART_THRESHOLD_MB = env.int("S3_MULTIPART_THRESHOLD_MB", default=64)
 # --- Weight downloads ---------------------------------------------------------------
 DOWNLOAD_LINK_TTL_HOURS = env.float("DOWNLOAD_LINK_TTL_HOURS", default=24)
 DOWNLOAD_LINK_MAX_DOWNLOADS = env.int("DOWNLOAD_LINK_MAX_DOWNLOADS", default=5)
-# Lifetime of the presigned S3 GET the gateway redirects to; capped at 15 minutes.
-DOWNLOAD_PRESIGNED_URL_SECONDS = min(env.int("DOWNLOAD_PRESIGNED_URL_SECONDS", default=900), 900)
+# Lifetime of the presigned S3 GET the gateway redirects to; capped at 15 minutes. S3 checks it
+# when a transfer starts, not while it runs, so it only has to outlive the redirect; until it
+# expires the URL can be fetched again without the gateway counting it, so keep it short.
+DOWNLOAD_PRESIGNED_URL_SECONDS = min(env.int("DOWNLOAD_PRESIGNED_URL_SECONDS", default=60), 900)
 # Local storage behind nginx: the gateway answers with X-Accel-Redirect to this internal
 # location (e.g. /protected-weights/) and nginx sends the file. Empty: Django streams it.
 DOWNLOAD_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_ACCEL_REDIRECT_PREFIX", default="")
-# Leak rule: a bundle used from more than this many distinct networks (/24 or /48)
-# within the window is suspended and reviewers are alerted.
+# Leak rule: a grant whose links (any of its bundles) and sandbox were used from more than this
+# many distinct networks (/24 or /48) within the window has its links suspended, and reviewers
+# are alerted.
 DOWNLOAD_LEAK_MAX_NETWORKS = env.int("DOWNLOAD_LEAK_MAX_NETWORKS", default=3)
 DOWNLOAD_LEAK_WINDOW_HOURS = env.float("DOWNLOAD_LEAK_WINDOW_HOURS", default=24)
+# A link allows its downloads x the file's size plus this many bytes (at most half the file): what
+# a server had sent into the network's buffers when a client dropped, which the resume asks again.
+DOWNLOAD_RESUME_SLACK_BYTES = env.int("DOWNLOAD_RESUME_SLACK_BYTES", default=64 << 20)
+# New download links a grant may get within 24 hours (each retires the last); past it, a 429.
+DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY = env.int("DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY", default=10)
+# Requests for links that do not exist: each network's first N a minute are logged, then it
+# gets 429s; past the site-wide N a minute they are answered but not logged.
+DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE = env.int("DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE", default=30)
+DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL = env.int("DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL", default=600)
 
 # --- Sandbox ------------------------------------------------------------------------
 # What one /v1/ request may ask for; read where requests are parsed (inference.sandbox.openai_params).
@@ -397,6 +443,8 @@ USE_TZ = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# Under /api/ a failed CSRF check answers in the API's JSON error body (403); elsewhere Django's page.
+CSRF_FAILURE_VIEW = "portal.api.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -437,8 +485,19 @@ LOGGING = {
 }
 
 # How many reverse proxies in front of the app append to X-Forwarded-For. Client
-# IPs (audit log, login rate limits) are read through allauth's adapter with it.
+# IPs (audit log, login rate limits, the leak rule's networks) are read through allauth's
+# adapter with it. Production must say so, 0 included: behind a proxy, a 0 left by default
+# makes every client the proxy (one network, so the leak rule never fires; one address, so
+# the login limit is global).
+if PRODUCTION and not env.str("TRUSTED_PROXY_COUNT", default=""):
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be set when PORTAL_ENV=production: the number of reverse proxies in front "
+        "of the portal that append to X-Forwarded-For (1 behind docker-compose.yml's nginx, 2 with a TLS "
+        "terminator in front of that, 0 only when clients connect to the portal directly). See .env.example."
+    )
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if ALLAUTH_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 # --- Access requests, review and grants ------------------------------------------------
 # Every limit and policy of the workflow, read here and nowhere else.
@@ -468,6 +527,9 @@ if REVIEWER_NOTIFICATIONS not in {"immediate", "digest"}:
     raise ImproperlyConfigured("REVIEWER_NOTIFICATIONS must be 'immediate' or 'digest'.")
 REVIEWER_DIGEST_HOUR_UTC = env.int("REVIEWER_DIGEST_HOUR_UTC", default=8)
 GRANT_EXPIRY_REMINDER_DAYS = env.int("GRANT_EXPIRY_REMINDER_DAYS", default=14)
+# The furthest end date a reviewer may give a grant, in days from today (about ten years); a grant
+# without an end date is still possible. Later dates are refused by name, never stored.
+GRANT_MAX_DURATION_DAYS = env.int("GRANT_MAX_DURATION_DAYS", default=3650)
 CELERY_BEAT_SCHEDULE.update(
     {
         "grants-expire": {"task": "access.grants_expire_due", "schedule": crontab(minute=5)},

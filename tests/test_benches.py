@@ -21,3 +21,22 @@ def test_the_sandbox_bench_runs_and_prints_its_table():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| measure | sandbox | engine reference |" in result.stdout
     assert "time to first token p50 (ms)" in result.stdout
+
+
+def test_the_load_bench_runs_every_kind_of_user_without_an_error():
+    result = subprocess.run(
+        [sys.executable, "benches/load.py", "--smoke"],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| endpoint | requests | failures | p50 ms | p95 ms | max ms | req/s |" in result.stdout
+    rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ") for line in result.stdout.splitlines()}
+    for endpoint in (
+        "page: /review/ (queue)",
+        "api: POST /api/v1/grants/{id}/download-links",
+        "/dl/ Range, resume to the end (206)",
+        "sandbox: POST /v1/completions, until [DONE]",
+    ):
+        assert int(rows[endpoint][1].replace(",", "")) > 0, endpoint
+    assert rows["**all**"][2] == "0"
