@@ -130,6 +130,18 @@ def api_path_not_found(request, *args, **kwargs):
     return api_not_found(request)
 
 
+def _gateway_path(request) -> bool:
+    return request.path.startswith("/dl/")
+
+
+def _gateway_plain(status: int, message: str) -> HttpResponse:
+    """Download links are read by curl, wget and download.sh: every answer under /dl/, the
+    unexpected ones too, is one line of plain text, as the gateway's own refusals are."""
+    response = HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def bad_request(request, exception=None):
     # Django answers here for requests it refuses before any view runs (a body over
     # DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed host); the API still speaks JSON.
@@ -137,12 +149,16 @@ def bad_request(request, exception=None):
         return json_error_response(
             400, "bad_request", "The request could not be read: it is malformed or its body is too large."
         )
+    if _gateway_path(request):
+        return _gateway_plain(400, "The request could not be read. Copy the whole download link and try again.")
     return render(request, "400.html", status=400)
 
 
 def not_found(request, exception=None):
     if _wants_json(request):
         return api_not_found(request, exception)
+    if _gateway_path(request):
+        return _gateway_plain(404, "This download link is not valid. Copy the whole link from your downloads page.")
     return render(request, "404.html", status=404)
 
 
@@ -151,14 +167,6 @@ def server_error(request):
         return service_unavailable(request)  # 503 with Retry-After: clients try again
     if _wants_json(request):
         return api_server_error(request)
-    if request.path.startswith("/dl/"):
-        # Download links are read by curl, wget and download.sh: one line of plain text, as every
-        # other answer of the gateway.
-        response = HttpResponse(
-            "The download failed on our side. It has been logged; try again in a few minutes.\n",
-            status=500,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["Cache-Control"] = "no-store"
-        return response
+    if _gateway_path(request):
+        return _gateway_plain(500, "The download failed on our side. It has been logged; try again in a few minutes.")
     return render(request, "500.html", status=500)

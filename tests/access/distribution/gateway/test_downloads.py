@@ -734,10 +734,16 @@ def test_an_unexpected_error_behind_a_link_answers_one_line_of_plain_text(client
 
 
 @pytest.mark.parametrize("path", ["/dl/", "/dl/only-one-part", "/dl/a/b/c"])
-def test_a_path_under_dl_that_is_no_link_gets_the_sites_404_page(client, db, path):
+def test_a_path_under_dl_that_is_no_link_gets_one_line_of_plain_text(client, db, path):
     response = client.get(path)
     assert response.status_code == 404
-    assert response["Content-Type"].startswith("text/html")
+    _assert_no_bytes(response, 404, "not valid")
+    assert response.content.decode().count("\n") == 1
+
+
+def test_a_request_django_refuses_before_the_gateway_is_plain_text_too(client, db):
+    response = client.get("/dl/abc/params.json", HTTP_HOST="evil.example.com:1")  # not an allowed host
+    _assert_no_bytes(response, 400, "could not be read")
 
 
 def _corked(sock) -> bool:
