@@ -79,8 +79,10 @@ def test_raw_frames_are_openais_server_sent_events(asgi_url, demo_grant, researc
 
 def test_a_client_hanging_up_on_uvicorn_cancels_its_job(asgi_url, demo_grant, researcher, api_key):
     client = openai.OpenAI(base_url=f"{asgi_url}/v1", api_key=api_key(researcher), max_retries=0, timeout=30)
+    # 32 prompts of 1000 tokens: seconds of work even for the tiny demo model, which decodes one
+    # prompt's 1000 tokens in under a second, sooner than a busy machine passes the hang-up on.
     stream = client.completions.create(
-        model="llama-demo-tiny", prompt="The capital of France is", max_tokens=1000, temperature=0, stream=True
+        model="llama-demo-tiny", prompt=["The capital of France is"] * 32, max_tokens=1000, temperature=0, stream=True
     )
     next(iter(stream))
     stream.close()

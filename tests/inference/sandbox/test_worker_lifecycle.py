@@ -14,7 +14,9 @@ from inference.sandbox.models import JobStatus, SandboxJob
 
 pytestmark = pytest.mark.real_worker
 
-LONG = {"model": "llama-demo-tiny", "prompt": "The capital of France is", "max_tokens": 1000, "temperature": 0}
+# Seconds of work even for the tiny demo model, which decodes one prompt's 1000 tokens in under a
+# second: sooner than a busy machine passes on a hang-up, a kill or a cancel.
+LONG = {"model": "llama-demo-tiny", "prompt": ["The capital of France is"] * 32, "max_tokens": 1000, "temperature": 0}
 
 
 def _wait_for(predicate, seconds: float, what: str, log=lambda: ""):
