@@ -32,6 +32,35 @@ def publish_retry_policy(seconds: float) -> dict:
     }
 
 
+def _redis_channel_lost_is_a_connection_error() -> None:
+    """After Celery 5.7 loses the broker it collects the old connection, which drops its Redis
+    channels' client; closing those channels (to put unacknowledged messages back) and acking a
+    task that finishes after the reconnect both go through kombu's ``Channel._connparams``, which
+    then raised AttributeError. Celery ignores connection errors there, not that one, so the worker
+    stopped for good ("Unrecoverable error") and with it every email. A channel whose connection
+    is gone now raises Redis's ConnectionError, which Celery handles as the lost connection it is:
+    the consumer reconnects, and the messages it could not ack stay in Redis's unacknowledged set,
+    which hands them out again after the visibility timeout (delivery is at least once).
+    tests/faults/test_redis_restart.py restarts Redis under a working worker."""
+    from kombu.transport import redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "portal_patched", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError("the broker connection of this channel was closed")
+        return connparams(self, asynchronous=asynchronous)
+
+    _connparams.portal_patched = True
+    kombu_redis.Channel._connparams = _connparams
+
+
+_redis_channel_lost_is_a_connection_error()
+
+
 class PortalCelery(Celery):
     def send_task(self, *args, retry_policy=None, **kwargs):
         # Every task the portal sends (delay, apply_async, send_task) waits out a broker restart

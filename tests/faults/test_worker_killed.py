@@ -3,7 +3,7 @@ arrives, at least once.
 
 First the whole worker dies mid-send, as a killed container does: what it had taken stays
 unacknowledged in Redis and goes to the next worker once the visibility timeout
-(CELERY_VISIBILITY_TIMEOUT, 3 s here instead of two hours) has passed. Then one pool process of
+(CELERY_VISIBILITY_TIMEOUT, 3 s here instead of 15 minutes) has passed. Then one pool process of
 that next worker dies mid-send, as one the OOM killer picks: its task goes back to the queue
 (CELERY_TASK_REJECT_ON_WORKER_LOST) and the same worker runs it again; it used to be acknowledged
 as failed, and its emails were lost.
