@@ -41,7 +41,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from sandbox import (
     BenchError,
     Service,
+    bench_teardown,
     free_port,
     log_tail,
     percentile,
@@ -66,7 +66,7 @@ from sandbox import (
     start_uvicorn,
     start_worker,
 )
-from throwaway_database import database_url, drop_database
+from throwaway_database import database_url
 
 VARIANT = "llama-demo-tiny"
 START_SECONDS = 90
@@ -356,27 +356,10 @@ def main() -> None:
             print(f"--- {service.name} log ---\n{log_tail(service.log_path)}", file=sys.stderr)
         raise SystemExit(f"bench failed: {exc}") from None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for service in reversed(services):
-            service.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception as exc:  # noqa: BLE001 (cleanup goes on)
-            print(f"closing database connections: {exc!r}", file=sys.stderr)
-        drop_database(admin_url, bench_db)
-        if redis_cleanup is not None and redis_server is None:
-            try:
-                import redis
-
-                redis.Redis.from_url(redis_cleanup[1]).delete(queue)
-            except Exception as exc:  # noqa: BLE001 (cleanup goes on)
-                print(f"deleting the bench's queue from Redis: {exc!r}", file=sys.stderr)
-        if opts.keep_logs:
-            print(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        bench_teardown(
+            services=services, admin_url=admin_url, database=bench_db, tmp=tmp, keep_logs=opts.keep_logs,
+            shared_redis=redis_cleanup if redis_server is None else None, queue=queue,
+        )  # fmt: skip
 
     transport = f"Redis ({'a private redis-server' if redis_server else 'shared'})" if broker else "embedded (files)"
     header = (

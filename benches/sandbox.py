@@ -468,6 +468,45 @@ def run_clients(
     return elapsed, [s for per_client in results for s in per_client]
 
 
+def bench_teardown(
+    *,
+    services: list[Service],
+    admin_url: str | None,
+    database: str,
+    tmp: Path,
+    keep_logs: bool,
+    shared_redis: tuple[str, str] | None,
+    queue: str,
+    stream_keys: list[str] = (),
+) -> None:
+    """After a bench, even a failed one: stop its processes, drop its database, delete what it left
+    in a Redis it shared with others (``shared_redis``: the cache and broker URLs; the bench's queue
+    and streams), and remove its folder unless ``keep_logs``. Each step goes on if one before fails."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for service in reversed(services):
+        service.stop()
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception as exc:  # noqa: BLE001 (cleanup goes on)
+        print(f"closing database connections: {exc!r}", file=sys.stderr)
+    drop_database(admin_url, database)
+    if shared_redis is not None:
+        try:
+            import redis
+
+            redis.Redis.from_url(shared_redis[1]).delete(queue)
+            if stream_keys:
+                redis.Redis.from_url(shared_redis[0]).delete(*stream_keys)
+        except Exception as exc:  # noqa: BLE001 (cleanup goes on)
+            print(f"deleting the bench's queue and streams from Redis: {exc!r}", file=sys.stderr)
+    if keep_logs:
+        print(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def stalled_report(clients: list[Client]) -> str:
     """What the database and the transport know of the streams that clients were still reading."""
     from django.conf import settings
@@ -794,30 +833,11 @@ def main() -> None:
             print(f"--- {service.name} log ---\n{log_tail(service.log_path)}", file=sys.stderr)
         raise SystemExit(f"bench failed: {exc}") from None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for service in reversed(services):
-            service.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception as exc:  # noqa: BLE001 (cleanup goes on)
-            print(f"closing database connections: {exc!r}", file=sys.stderr)
-        drop_database(admin_url, BENCH_DB)
-        if redis_cleanup is not None and redis_server is None:
-            try:
-                import redis
-
-                redis.Redis.from_url(redis_cleanup[1]).delete(queue)
-                keys = [f"sandbox:job:{s.job_id}" for s in all_streams if s.job_id]
-                if keys:
-                    redis.Redis.from_url(redis_cleanup[0]).delete(*keys)
-            except Exception as exc:  # noqa: BLE001 (cleanup goes on)
-                print(f"deleting the bench's queue and streams from Redis: {exc!r}", file=sys.stderr)
-        if opts.keep_logs:
-            print(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        bench_teardown(
+            services=services, admin_url=admin_url, database=BENCH_DB, tmp=tmp, keep_logs=opts.keep_logs,
+            shared_redis=redis_cleanup if redis_server is None else None, queue=queue,
+            stream_keys=[f"sandbox:job:{s.job_id}" for s in all_streams if s.job_id],
+        )  # fmt: skip
 
     # --- The table ---------------------------------------------------------------------------------
     ms = 1e3
