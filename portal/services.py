@@ -41,8 +41,7 @@ def user_role_set(*, user: User, role: str, actor=None, request=None) -> User:
     if role in roles.PRIVILEGED_ROLES and before not in roles.PRIVILEGED_ROLES:
         # Tokens made without MFA must not carry new powers: a promoted user
         # creates new ones from an MFA-verified session.
-        for token in ApiToken.objects.usable().filter(user=user):
-            api_token_revoke(token=token, actor=actor, request=request, reason="role_promoted")
+        user_api_tokens_revoke(user=user, reason="role_promoted", actor=actor, request=request)
     if before != role:
         audit_event_record(
             action="user.role_changed",
@@ -155,10 +154,16 @@ def user_credentials_revoke(
     """Revoke every API token of the user and end their sessions (all, or all but the
     current one: see ``user_sessions_end``), after their password or second factor
     changed hands. Returns how many tokens were revoked."""
+    revoked = user_api_tokens_revoke(user=user, reason=reason, actor=actor, request=request)
+    user_sessions_end(user=user, reason=reason, actor=actor, request=request, keep_current=keep_current_session)
+    return revoked
+
+
+def user_api_tokens_revoke(*, user: User, reason: str, actor=None, request=None) -> int:
+    """Revoke every usable API token of the user, each audited; returns how many."""
     tokens = list(ApiToken.objects.usable().filter(user=user))
     for token in tokens:
         api_token_revoke(token=token, actor=actor, request=request, reason=reason)
-    user_sessions_end(user=user, reason=reason, actor=actor, request=request, keep_current=keep_current_session)
     return len(tokens)
 
 
