@@ -77,8 +77,10 @@ def download_take(
         return ALLOWED, counted, _link_event_insert(link, request, ip, network, served, counted, bytes_sent)
 
 
-# The link's new bytes_reserved, and downloads_used from it (downloads_used_for, in SQL). The
-# {new} expression is bytes_reserved plus the signed change; placeholders for the slack and size.
+# downloads_used from the link's new bytes_reserved ({new}: bytes_reserved plus the signed change):
+# none for nothing reserved, one within the resume slack, else the bytes past the slack in whole
+# files, rounded up. The one-statement path (_pg_fast_take_sql) spells the same rule with the file's
+# size from its query; tests/access/distribution/gateway/test_allowance.py holds both to it.
 _USED_SQL = """CASE WHEN {new} <= 0 THEN 0
                     WHEN {new} <= CAST(%(slack)s AS bigint) THEN 1
                     ELSE ({new} - CAST(%(slack)s AS bigint) + CAST(%(divisor)s AS bigint) - 1)
