@@ -181,12 +181,55 @@ class AccountAdapter(DefaultAccountAdapter):
         super().send_mail(template_prefix, email, context)
 
     def get_login_redirect_url(self, request):
-        # Reviewers and admins without a second factor go straight to enrolling one.
-        from portal.mfa import user_needs_mfa_step
+        # Reviewers and admins without a second factor are told why they need one, then set it up.
+        from portal.mfa import mfa_required_url, user_needs_mfa_step
 
+        url = super().get_login_redirect_url(request)
         if user_needs_mfa_step(request) and not is_mfa_enabled(request.user):
-            return reverse("mfa_activate_totp")
-        return super().get_login_redirect_url(request)
+            return mfa_required_url(url)
+        return url
+
+    # --- Asking for the password again --------------------------------------------------
+
+    def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
+        # allauth asks for the password again before any change to MFA, even seconds after the
+        # login form took it: a reviewer's first login would meet two password prompts in a row.
+        # A password typed at login within ACCOUNT_REAUTHENTICATION_TIMEOUT proves as much as a
+        # second prompt would, so it counts while the user sets up their first authenticator and
+        # reads the recovery codes it came with. Any other change to MFA asks again.
+        required = super().is_reauthentication_required(app=app, **kwargs)
+        if required and app == "allauth.mfa" and _first_mfa_setup_right_after_login(self.request):
+            return False
+        return required
+
+
+_FIRST_SETUP_VIEWS = {"mfa_activate_totp", "mfa_view_recovery_codes", "mfa_download_recovery_codes"}
+
+
+def _first_mfa_setup_right_after_login(request) -> bool:
+    from allauth.account import app_settings as account_settings
+    from allauth.account.authentication import get_authentication_records
+    from allauth.mfa.models import Authenticator
+
+    from portal.mfa import ENROLLED_IN_SESSION_KEY
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return False
+    # Only the steps of a first set-up: turning two-factor off or making new codes still asks.
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.url_name not in _FIRST_SETUP_VIEWS:
+        return False
+    setting_up = request.session.get(ENROLLED_IN_SESSION_KEY) == str(user.pk) or not (
+        Authenticator.objects.filter(user=user).exists()
+    )
+    if not setting_up:
+        return False
+    horizon = time.time() - account_settings.REAUTHENTICATION_TIMEOUT
+    return any(
+        record.get("method") == "password" and record.get("at", 0) > horizon
+        for record in get_authentication_records(request, user)
+    )
 
 
 def _mfa_fernet() -> MultiFernet:

@@ -17,7 +17,7 @@ class PortalAdminSite(admin.AdminSite):
         # One way in for everyone: the portal's login with its rate limits and MFA.
         if request.user.is_authenticated:
             if user_needs_mfa_step(request):
-                return mfa_redirect(request)
+                return mfa_redirect(request, next_url=request.GET.get("next") or request.path.replace("login/", ""))
             if not self.has_permission(request):
                 # Logged in but not staff: the portal's login would send them straight back, a loop.
                 raise PermissionDenied("The admin is for portal administrators.")

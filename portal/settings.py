@@ -503,12 +503,12 @@ if ALLAUTH_TRUSTED_PROXY_COUNT < 0:
 
 # --- Access requests, review and grants ------------------------------------------------
 # Every limit and policy of the workflow, read here and nowhere else.
+# The form's minimum; screening flags a use case as short only below this same number.
 REQUEST_USE_CASE_MIN_CHARS = env.int("REQUEST_USE_CASE_MIN_CHARS", default=150)
 REQUEST_PUBLICATIONS_MAX = env.int("REQUEST_PUBLICATIONS_MAX", default=10)
 REQUEST_USE_CASE_MAX_CHARS = env.int("REQUEST_USE_CASE_MAX_CHARS", default=20000)
 # Longest reason, message or note a reviewer or applicant may write.
 REVIEW_TEXT_MAX_CHARS = env.int("REVIEW_TEXT_MAX_CHARS", default=10000)
-SCREENING_SHORT_USE_CASE_CHARS = env.int("SCREENING_SHORT_USE_CASE_CHARS", default=400)
 SCREENING_FREE_MAIL_DOMAINS = env.list(
     "SCREENING_FREE_MAIL_DOMAINS",
     default=[
@@ -520,9 +520,15 @@ SCREENING_FREE_MAIL_DOMAINS = env.list(
 # ISO 3166-1 alpha-2 codes; requests from these are flagged, and rejected by policy
 # for variants whose "auto_reject_embargoed" is on.
 SCREENING_EMBARGOED_COUNTRIES = env.list("SCREENING_EMBARGOED_COUNTRIES", default=["CU", "IR", "KP", "SY"])
-# The estimated decision date divides the queue position by recent throughput.
+# The estimated decision date divides the queue position by recent throughput, blended with
+# the default pace, which counts as REVIEW_ESTIMATE_PRIOR_DECISIONS decisions.
 REVIEW_THROUGHPUT_WINDOW_DAYS = env.int("REVIEW_THROUGHPUT_WINDOW_DAYS", default=28)
 REVIEW_DEFAULT_DECISIONS_PER_DAY = env.float("REVIEW_DEFAULT_DECISIONS_PER_DAY", default=5.0)
+REVIEW_ESTIMATE_PRIOR_DECISIONS = env.int("REVIEW_ESTIMATE_PRIOR_DECISIONS", default=20)
+if REVIEW_DEFAULT_DECISIONS_PER_DAY <= 0 or REVIEW_ESTIMATE_PRIOR_DECISIONS < 1:
+    raise ImproperlyConfigured(
+        "REVIEW_DEFAULT_DECISIONS_PER_DAY must be above 0 and REVIEW_ESTIMATE_PRIOR_DECISIONS at least 1."
+    )
 # Reviewers hear of new requests at once ("immediate") or in one daily email ("digest").
 REVIEWER_NOTIFICATIONS = env.str("REVIEWER_NOTIFICATIONS", default="immediate")
 if REVIEWER_NOTIFICATIONS not in {"immediate", "digest"}:

@@ -15,6 +15,7 @@ from allauth.account.signals import (
     password_set,
     user_signed_up,
 )
+from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
@@ -111,6 +112,11 @@ def on_password_reset(sender, request, user, **kwargs):
 
 @receiver(authenticator_added)
 def on_authenticator_added(sender, request, user, authenticator, **kwargs):
+    if authenticator.type == Authenticator.Type.RECOVERY_CODES:
+        # allauth adds recovery codes along with the first authenticator app, and sends this
+        # signal for each: one enrolment is one "mfa.enabled". New codes prove no factor either.
+        _record("mfa.recovery_codes_generated", user=user, request=request)
+        return
     # Activating TOTP needs a valid code, so this session has just proven the factor.
     session_mark_mfa_enrolled(request, user)
     _record("mfa.enabled", user=user, request=request, details={"type": authenticator.type})

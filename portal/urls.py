@@ -29,9 +29,13 @@ urlpatterns = [
     path("account/", portal_views.account, name="account"),
     path("account/tokens/", portal_views.api_token_new, name="api-token-new"),
     path("account/tokens/<int:token_id>/revoke/", portal_views.api_token_revoke_view, name="api-token-revoke"),
+    # A reviewer's first login: why an authenticator app is required, and on after its recovery codes.
+    path("accounts/2fa/required/", portal_views.mfa_required, name="mfa-required"),
+    path("accounts/2fa/continue/", portal_views.mfa_continue, name="mfa-continue"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", portal_views.healthz, name="healthz"),
+    path("status/", portal_views.status_page, name="status"),
     path("livez", portal_views.livez, name="livez"),
     path("favicon.ico", portal_views.favicon),
     path("api/v1/", include(api_v1)),

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,7 +20,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal import roles
 from portal.api.errors import api_not_found, api_server_error, json_error_response
 from portal.health import health_report
-from portal.mfa import mfa_redirect, session_is_mfa_verified, user_needs_mfa_step
+from portal.mfa import (
+    MFA_NEXT_SESSION_KEY,
+    mfa_redirect,
+    safe_next_url,
+    session_is_mfa_verified,
+    user_needs_mfa_step,
+)
 from portal.models import ApiToken
 from portal.outage import database_unavailable, service_unavailable
 from portal.services import api_token_create, api_token_revoke
@@ -35,11 +42,16 @@ def _token_get_for_user(request, token_id: int) -> ApiToken:
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'laptop download script'.")
-    expires_on = forms.DateField(
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Leave empty for a token that lasts until you revoke it.",
-    )
+    expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The field comes pre-filled with the default expiry; the help says so, and how to have none.
+        days = settings.API_TOKEN_DEFAULT_LIFETIME_DAYS
+        self.fields["expires_on"].help_text = (
+            f"Filled in with the default, {days} days from today. "
+            "Clear the date for a token that lasts until you revoke it."
+        )
 
     def clean_expires_on(self):
         expires_on = self.cleaned_data["expires_on"]
@@ -75,11 +87,36 @@ def account(request):
 
 
 @login_required
+@require_GET
+@never_cache
+def mfa_required(request):
+    """Step one of a reviewer's first login: why an authenticator app is required, before allauth's
+    set-up page. Where they were going is kept for the Continue button after the recovery codes."""
+    next_url = safe_next_url(request, request.GET.get("next"))
+    if is_mfa_enabled(request.user):
+        return redirect(next_url or "account")
+    request.session[MFA_NEXT_SESSION_KEY] = next_url
+    return render(
+        request,
+        "portal/mfa_required.html",
+        {"privileged": roles.user_is_privileged(request.user), "next_url": next_url},
+    )
+
+
+@login_required
+@require_GET
+def mfa_continue(request):
+    """The Continue button under the recovery codes: on to the page the user first asked for."""
+    next_url = safe_next_url(request, request.session.pop(MFA_NEXT_SESSION_KEY, ""))
+    return redirect(next_url or settings.LOGIN_REDIRECT_URL)
+
+
+@login_required
 @require_POST
 @never_cache
 def api_token_new(request):
     if user_needs_mfa_step(request):
-        return mfa_redirect(request)
+        return mfa_redirect(request, next_url=reverse("account") + "#api-tokens")
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _account_page(request, form, status=400)
@@ -114,6 +151,36 @@ def favicon(request):
 def healthz(request):
     healthy, report = health_report()
     return JsonResponse(report, status=200 if healthy else 503)
+
+
+# What each health check means to a person reading the status page.
+STATUS_CHECK_LABELS = {
+    "database": ("Database", "Accounts, requests and decisions can be read and saved."),
+    "broker": ("Task queue", "Emails, download bundles and sandbox jobs are handed to the workers."),
+    "storage": ("Weight storage", "Model files can be served for download."),
+}
+
+
+@require_http_methods(["GET", "HEAD"])
+@never_cache
+def status_page(request):
+    """/healthz for people: the same checks, in words. Machines keep reading /healthz."""
+    healthy, report = health_report()
+    checks = [
+        {
+            "name": name,
+            "label": STATUS_CHECK_LABELS.get(name, (name.capitalize(), ""))[0],
+            "meaning": STATUS_CHECK_LABELS.get(name, ("", ""))[1],
+            "ok": result["ok"],
+        }
+        for name, result in report["checks"].items()
+    ]
+    return render(
+        request,
+        "portal/status.html",
+        {"healthy": healthy, "checks": checks, "checked_at": timezone.now()},
+        status=200 if healthy else 503,
+    )
 
 
 def livez(request):

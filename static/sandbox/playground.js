@@ -344,28 +344,6 @@
     }
   }
 
-  function copy(event) {
-    const target = document.getElementById(event.currentTarget.dataset.copy);
-    const button = event.currentTarget;
-    const done = () => {
-      button.textContent = "Copied";
-      setTimeout(() => (button.textContent = "Copy"), 1500);
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(target.textContent).then(done, () => selectText(target));
-    } else {
-      selectText(target);
-    }
-  }
-
-  function selectText(element) {
-    const range = document.createRange();
-    range.selectNodeContents(element);
-    const selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-  }
-
   // --- Wiring -----------------------------------------------------------------------------------
 
   function modelChanged() {
@@ -387,9 +365,6 @@
   form.addEventListener("change", modeChanged);
   form.addEventListener("input", updateSnippets);
   form.addEventListener("change", updateSnippets);
-  for (const button of document.querySelectorAll("button.copy[data-copy]")) {
-    button.addEventListener("click", copy);
-  }
   modelChanged();
   modeChanged();
   updateSnippets();

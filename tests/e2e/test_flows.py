@@ -26,7 +26,8 @@ def log_in_with_password(page: Page, email: str, password: str = TEST_PASSWORD) 
 
 def confirm_access_if_asked(page: Page, password: str = TEST_PASSWORD) -> None:
     """allauth asks for the password again before adding an authenticator
-    (MFA_REAUTHENTICATION_REQUIRED), even right after logging in."""
+    (MFA_REAUTHENTICATION_REQUIRED) once the login's password is a few minutes old
+    (portal.adapters); right after logging in it does not."""
     page.wait_for_url(re.compile(r"/accounts/(reauthenticate|2fa/totp/activate)/"))
     if "/accounts/reauthenticate/" in page.url:
         expect(page.get_by_role("heading", name="Confirm Access")).to_be_visible()
@@ -98,9 +99,10 @@ def test_reviewer_enrols_totp_then_logs_in_with_code(page: Page, db, screenshot)
     expect(page.get_by_role("button", name="Create token")).to_have_count(0)
     screenshot("account-reviewer-without-mfa")
 
-    # The admin sends them to enrol an authenticator app.
+    # The admin sends them to set up an authenticator app: first why, then the set-up page.
     page.goto("/admin/")
-    expect(page.get_by_text("Reviewers and administrators must use two-factor authentication.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Set up an authenticator app")).to_be_visible()
+    page.get_by_role("link", name="Set up the authenticator app").click()
     confirm_access_if_asked(page)
     expect(page).to_have_url(re.compile(r"/accounts/2fa/totp/activate/"))
     expect(page.get_by_role("heading", name="Activate Authenticator App")).to_be_visible()
@@ -157,12 +159,11 @@ def test_reviewer_without_mfa_cannot_open_admin(page: Page, reviewer_without_mfa
     expect(page.get_by_test_id("nav-account")).to_have_text(reviewer_without_mfa.email)
 
     page.goto("/admin/")
-    # Sent to enrol (allauth may first ask for the password again, then continues there).
-    expect(page).to_have_url(
-        re.compile(r"/accounts/(2fa/totp/activate/|reauthenticate/\?next=%2Faccounts%2F2fa%2Ftotp%2Factivate%2F)")
-    )
-    expect(page.get_by_text("Reviewers and administrators must use two-factor authentication.")).to_be_visible()
+    # Sent to set up an authenticator app: the page that says why, then the set-up page.
+    expect(page).to_have_url(re.compile(r"/accounts/2fa/required/\?next=%2Fadmin%2F"))
+    expect(page.get_by_text("Reviewers and administrators must log in with an authenticator app")).to_be_visible()
     expect(page.get_by_text("Weights portal administration")).to_have_count(0)
+    page.get_by_role("link", name="Set up the authenticator app").click()
     confirm_access_if_asked(page)
     expect(page.get_by_role("heading", name="Activate Authenticator App")).to_be_visible()
 

@@ -66,7 +66,7 @@ def test_reset_mfa_removes_authenticators_so_the_reviewer_enrols_again(reviewer,
     assert AuditEvent.objects.filter(action="mfa.reset_by_operator", target_id=str(reviewer.pk)).count() == 1
     # The next login goes straight to enrolment instead of asking for a code.
     response = login_with_password(client, reviewer)
-    assert response["Location"] == "/accounts/2fa/totp/activate/"
+    assert response["Location"] == "/accounts/2fa/required/?next=%2F"
 
 
 def test_reset_mfa_for_an_account_without_authenticator_changes_nothing(researcher):

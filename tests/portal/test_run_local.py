@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,20 @@ grant_accept_license(grant=grant, user=researcher, license_version=license_curre
 """
 
 
+def _password_reset_request(base: str, email: str) -> None:
+    """The "Forgot your password?" form, as a browser fills it in (CSRF cookie and token)."""
+    import http.cookiejar
+    import urllib.parse
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}/accounts/password/reset/", timeout=10) as response:
+        form = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "email": email}).encode()
+    with opener.open(f"{base}/accounts/password/reset/", data=data, timeout=10) as response:
+        assert response.status == 200
+
+
 def _children(pid: int) -> dict[int, list[str]]:
     """A process's children and their command lines, from /proc."""
     children = {}
@@ -141,6 +156,15 @@ def test_make_run_serves_the_site_and_the_sandbox_then_stops_everything(tmp_path
         base = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:  # noqa: S310 (loopback)
             assert json.load(response)["status"] == "ok"
+        assert f"their links point to {base}/ (PORTAL_BASE_URL)" in banner
+
+        # An email sent while it runs links to the port it serves on, not to the default 8000.
+        _password_reset_request(base, "researcher@example.org")
+        deadline = time.monotonic() + 30
+        while "/accounts/password/reset/key/" not in log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"no password reset email printed:\n{log_tail()}"
+            time.sleep(0.5)
+        assert f"{base}/accounts/password/reset/key/" in log_tail()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/v1/models", timeout=10)  # noqa: S310 (loopback)
         assert refused.value.code == 401

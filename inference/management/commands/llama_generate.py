@@ -9,6 +9,21 @@ from inference.llama.generate import SamplingParams, generate
 from inference.llama.tokenizer import Tokenizer
 
 
+def _checkpoint_folder_check(folder: Path) -> None:
+    """A folder without a checkpoint gets one line that says so and how to make one, before
+    anything else (the tokenizer, say) complains about a file the person never thought of."""
+    if not folder.is_dir():
+        raise CommandError(
+            f"{folder} is not a folder: pass --ckpt the folder holding params.json and consolidated.*.pth "
+            f"(make one with manage.py make_tiny_llama {folder})"
+        )
+    if not (folder / "params.json").is_file() or not any(folder.glob("consolidated.*.pth")):
+        raise CommandError(
+            f"No checkpoint in {folder}: expected params.json and consolidated.*.pth "
+            f"(make one with manage.py make_tiny_llama {folder})"
+        )
+
+
 class Command(BaseCommand):
     help = "Complete a prompt with a Meta-format LLaMA checkpoint."
 
@@ -23,6 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts):
+        _checkpoint_folder_check(Path(opts["ckpt"]))
         try:
             tokenizer = Tokenizer(opts["tokenizer"] or Path(opts["ckpt"]) / "tokenizer.model")
             model = load_llama(opts["ckpt"])

@@ -39,6 +39,19 @@ def child_commands(*, python: str, host: str, port: str) -> dict[str, list[str]]
     }  # fmt: skip
 
 
+def local_base_url(*, host: str, port: str, environ=os.environ) -> str:
+    """The URL emails link to while `make run` runs: PORTAL_BASE_URL when it is set (an operator's
+    choice, e.g. a tunnel or proxy in front), else the address the web server listens on, so a
+    `PORT=8001 make run` sends links to port 8001, not to the default 8000."""
+    if environ.get("PORTAL_BASE_URL"):
+        return environ["PORTAL_BASE_URL"]
+    # A wildcard listen address is not one a browser can open.
+    browsable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    if ":" in browsable and not browsable.startswith("["):
+        browsable = f"[{browsable}]"
+    return f"http://{browsable}:{port}"
+
+
 class Command(BaseCommand):
     help = "Run the portal locally: Django's web server, a Celery worker and a sandbox worker."
 
@@ -48,6 +61,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, **options):
         python = sys.executable
+        # The children (web server, workers) read it from the environment they inherit: the links in
+        # every email they send point at the port this command serves on.
+        base_url = local_base_url(host=host, port=port)
+        os.environ["PORTAL_BASE_URL"] = base_url
+        settings.PORTAL_BASE_URL = base_url
         accounts = io.StringIO()
         call_command("seed_demo", stdout=accounts)
         demo_weights = self._demo_weights_publish()
@@ -89,7 +107,8 @@ class Command(BaseCommand):
                 f"Sandbox queue: {settings.SANDBOX_QUEUE}   transport: {settings.SANDBOX_TRANSPORT}   "
                 f"device: {settings.SANDBOX_DEVICE or 'CUDA if present, else CPU'}"
             ),
-            "Emails (sign-up verification, password reset) are printed in this terminal. Ctrl-C stops.",
+            "Emails (sign-up verification, password reset) are printed in this terminal; their links "
+            f"point to {base_url.rstrip('/')}/ (PORTAL_BASE_URL). Ctrl-C stops.",
             "=" * 78,
             "",
         ]
