@@ -46,6 +46,7 @@ def grant_downloads(request, pk: int):
     published = weights_published(grant.variant)
     # Links are shown only while they can work; an old bundle's checksums are still worth showing.
     links_work = bundle is not None and usable and not expired and not suspended
+    script_url = download_absolute_url(bundle_script_path(bundle), request) if links_work else ""
     return render(
         request,
         "access/apply/grant_downloads.html",
@@ -59,12 +60,20 @@ def grant_downloads(request, pk: int):
             "published": published,
             "links_work": links_work,
             "can_create": usable and published and not suspended,
-            "script_url": download_absolute_url(bundle_script_path(bundle), request) if links_work else "",
+            "script_url": script_url,
+            # For a cluster without a browser: the script, piped to sh, fills the current folder.
+            "one_liner_curl": f"curl -fsSL {_single_quoted(script_url)} | sh" if links_work else "",
+            "one_liner_wget": f"wget -qO- {_single_quoted(script_url)} | sh" if links_work else "",
             "manifest_url": download_absolute_url(bundle_manifest_path(bundle), request) if links_work else "",
             "ttl_hours": settings.DOWNLOAD_LINK_TTL_HOURS,
             "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
         },
     )
+
+
+def _single_quoted(text: str) -> str:
+    # Always quoted, so the command reads the same whatever the URL holds.
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 @login_required
@@ -86,7 +95,19 @@ def grant_downloads_create(request, pk: int):
 # --- The reviewers' download log -------------------------------------------------------------
 
 
-def _bundle_state(bundle, now) -> str:
+# A grant in one of these states refuses every link, whatever the bundle's own state says.
+DEAD_GRANT_REASONS = {
+    GrantStatus.REVOKED: "grant revoked",
+    GrantStatus.SUSPENDED: "grant suspended",
+    GrantStatus.EXPIRED: "grant ended",
+    GrantStatus.LICENSE_REQUIRED: "license not accepted",
+}
+
+
+def _bundle_state(bundle, now, grant_status: str) -> str:
+    if bundle.retired_at is None and grant_status in DEAD_GRANT_REASONS:
+        bundle.dead_reason = DEAD_GRANT_REASONS[grant_status]
+        return "dead"
     if bundle.suspended_at is not None:
         return "suspended"
     if bundle.retired_at is not None:
@@ -103,7 +124,7 @@ def review_grant_downloads(request, pk: int):
     now = timezone.now()
     bundles = list(bundles_for_grant(grant))
     for bundle in bundles:
-        bundle.state = _bundle_state(bundle, now)
+        bundle.state = _bundle_state(bundle, now, grant.effective_status)
     page = Paginator(download_events_for_grant(grant), EVENTS_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,

@@ -59,6 +59,24 @@ def grants_annotate_effective_status(grants) -> list:
     return grants
 
 
+# What the holder reads for each effective status on their own pages ("My access").
+HOLDER_STATUS_LABELS = {
+    GrantStatus.LICENSE_REQUIRED: "Accept the license",
+    GrantStatus.ACTIVE: "Active",
+    GrantStatus.SUSPENDED: "Access suspended",
+    GrantStatus.REVOKED: "Access revoked",
+    GrantStatus.EXPIRED: "Access ended",
+}
+
+
+def grants_for_holder_page(user) -> list[Grant]:
+    """The holder's grants, newest first, each with ``effective_status`` and ``status_label``."""
+    grants = grants_annotate_effective_status(grants_for_user(user).order_by("-created_at", "-id"))
+    for grant in grants:
+        grant.status_label = HOLDER_STATUS_LABELS[grant.effective_status]
+    return grants
+
+
 def grant_effective_status(grant) -> str:
     return grants_annotate_effective_status([grant])[0].effective_status
 

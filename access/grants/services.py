@@ -13,6 +13,7 @@ from access.audit.services import audit_event_record, request_client_ip
 from access.catalog.models import LicenseVersion, ModelVariant
 from access.catalog.selectors import license_current
 from access.grants.models import LIVE_GRANT_STATUSES, Grant, GrantStatus, LicenseAcceptance
+from access.grants.notices import grant_notice_enqueue
 from access.requests.models import AccessRequest
 from portal.errors import StateConflict
 from portal.models import User
@@ -197,11 +198,12 @@ def grant_accept_license(*, grant: Grant, user: User, license_version: LicenseVe
 
 @transaction.atomic
 def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
+    """Pauses downloads and the sandbox until a reviewer reinstates it; the holder is emailed the reason."""
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why the grant is suspended."]})
     text_length_check(field="reason", text=reason)
     _require_not_own(grant, actor, "suspend")
-    return _transition(
+    grant = _transition(
         _locked(grant),
         to=GrantStatus.SUSPENDED,
         allowed_from=(GrantStatus.LICENSE_REQUIRED, GrantStatus.ACTIVE),
@@ -211,17 +213,20 @@ def grant_suspend(*, grant: Grant, actor, reason: str, request=None) -> Grant:
         details={"reason": reason.strip()},
         status_reason=reason.strip(),
     )
+    grant_notice_enqueue(grant, "suspended", reason.strip())
+    return grant
 
 
 @transaction.atomic
 def grant_reinstate(*, grant: Grant, actor, reason: str = "", request=None) -> Grant:
+    """Ends a suspension; the holder is emailed that access is back."""
     text_length_check(field="reason", text=reason)
     grant = _locked(grant)
     if getattr(actor, "pk", None) == grant.user_id:
         raise PermissionDenied("You cannot reinstate your own access; another reviewer must.")
     # Back to active if the license was accepted while it was active; else it waits for acceptance.
     to = GrantStatus.ACTIVE if grant.activated_at else GrantStatus.LICENSE_REQUIRED
-    return _transition(
+    grant = _transition(
         grant,
         to=to,
         allowed_from=(GrantStatus.SUSPENDED,),
@@ -231,16 +236,19 @@ def grant_reinstate(*, grant: Grant, actor, reason: str = "", request=None) -> G
         details={"reason": (reason or "").strip()},
         status_reason="",
     )
+    grant_notice_enqueue(grant, "reinstated", (reason or "").strip())
+    return grant
 
 
 @transaction.atomic
 def grant_revoke(*, grant: Grant, actor, reason: str, block_new_requests: bool = False, request=None) -> Grant:
-    """Final. Takes effect at once: every check of a grant reads its stored status."""
+    """Final. Takes effect at once: every check of a grant reads its stored status. The holder is
+    emailed the reason and the license's demand to delete every copy of the weights."""
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why access is revoked; the researcher will read it."]})
     text_length_check(field="reason", text=reason)
     _require_not_own(grant, actor, "revoke")
-    return _transition(
+    grant = _transition(
         _locked(grant),
         to=GrantStatus.REVOKED,
         allowed_from=LIVE_GRANT_STATUSES,
@@ -252,6 +260,9 @@ def grant_revoke(*, grant: Grant, actor, reason: str, block_new_requests: bool =
         blocks_new_requests=block_new_requests,
         ended_at=timezone.now(),
     )
+    # The holder learns it from us, with what the license now asks of them.
+    grant_notice_enqueue(grant, "revoked", reason.strip())
+    return grant
 
 
 @transaction.atomic
@@ -300,3 +311,23 @@ def grant_mark_reminded(*, grant: Grant) -> bool:
     if updated:
         audit_event_record(action="grant.expiry_reminder_sent", target=grant, details={"user": grant.user.email})
     return bool(updated)
+
+
+# What a reviewer may do to a grant from its pages, and the word each leaves it in.
+GRANT_STATUS_ACTIONS = {"revoke": "revoked", "suspend": "suspended", "reinstate": "reinstated"}
+
+
+def grant_status_change(
+    *, grant: Grant, action: str, actor, reason: str, block_new_requests: bool = False, request=None
+) -> Grant:
+    """Revoke, suspend or reinstate, by the action's name: the one entry point of the reviewers'
+    grants page and request page."""
+    if action == "revoke":
+        return grant_revoke(
+            grant=grant, actor=actor, reason=reason, block_new_requests=block_new_requests, request=request
+        )
+    if action == "suspend":
+        return grant_suspend(grant=grant, actor=actor, reason=reason, request=request)
+    if action == "reinstate":
+        return grant_reinstate(grant=grant, actor=actor, reason=reason, request=request)
+    raise ValueError(f"No grant action {action!r}; use one of {', '.join(GRANT_STATUS_ACTIONS)}.")

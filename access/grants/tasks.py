@@ -1,4 +1,6 @@
-"""The grants' Celery tasks: the hourly expiry sweep, the daily expiry reminders and their email."""
+"""The grants' Celery tasks: the hourly expiry sweep, the daily expiry reminders and their email.
+The email to a holder whose grant was revoked, suspended or reinstated is ``notify_grant_changed``
+(in access.grants.notices, which the services import)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ from celery import shared_task
 from django.urls import reverse
 
 from access.grants.models import Grant
+from access.grants.notices import notify_grant_changed
 from access.grants.services import grant_mark_reminded, grants_due_for_reminder
 from access.grants.services import grants_expire_due as expire
 from access.notifications.services import EMAIL_TASK_OPTIONS, absolute_url, email_send
+
+__all__ = ["grants_expire_due", "grants_remind_expiring", "notify_grant_changed", "notify_grant_expiring"]
 
 
 @shared_task(name="access.grants_expire_due", ignore_result=True, soft_time_limit=300, time_limit=360)

@@ -23,27 +23,23 @@ from access.grants.selectors import (
     grant_get_for_manager,
     grant_manager_required,
     grants_annotate_effective_status,
+    grants_for_holder_page,
     grants_for_review,
-    grants_for_user,
 )
-from access.grants.services import grant_create, grant_reinstate, grant_revoke, grant_suspend
+from access.grants.services import GRANT_STATUS_ACTIONS, grant_create, grant_status_change
 from access.review.permissions import reviewer_page
 from portal.errors import StateConflict
 from portal.forms import service_errors_to_form
 from portal.pages import with_query
 
 GRANTS_PAGE_SIZE = 50
-GRANT_ACTIONS = ("revoke", "suspend", "reinstate")
-
-
 # --- The holder's pages ----------------------------------------------------------------------
 
 
 @login_required
 @require_http_methods(["GET"])
 def grant_list(request):
-    grants = grants_annotate_effective_status(grants_for_user(request.user).order_by("-created_at", "-id"))
-    return render(request, "access/apply/grants.html", {"grants": grants})
+    return render(request, "access/apply/grants.html", {"grants": grants_for_holder_page(request.user)})
 
 
 def _license_page(request, grant: Grant, form: LicenseAcceptForm, status: int = 200):
@@ -148,7 +144,7 @@ def review_grants(request):
 @reviewer_page
 @require_POST
 def review_grant_action(request, pk: int, action: str):
-    if action not in GRANT_ACTIONS:
+    if action not in GRANT_STATUS_ACTIONS:
         raise Http404(f"No grant action {action!r}; use revoke, suspend or reinstate.")
     grant = grant_get_for_manager(request.user, pk)
     form = GrantActionForm(request.POST)
@@ -159,18 +155,14 @@ def review_grant_action(request, pk: int, action: str):
         return redirect(back)
     reason = form.cleaned_data["reason"]
     try:
-        if action == "revoke":
-            grant_revoke(
-                grant=grant,
-                actor=request.user,
-                reason=reason,
-                block_new_requests=form.cleaned_data["block_new_requests"],
-                request=request,
-            )
-        elif action == "suspend":
-            grant_suspend(grant=grant, actor=request.user, reason=reason, request=request)
-        else:
-            grant_reinstate(grant=grant, actor=request.user, reason=reason, request=request)
+        grant_status_change(
+            grant=grant,
+            action=action,
+            actor=request.user,
+            reason=reason,
+            block_new_requests=form.cleaned_data["block_new_requests"],
+            request=request,
+        )
     except ValidationError as exc:
         messages.error(request, f"{grant.user.email} · {grant.variant.name}: {' '.join(exc.messages)}")
     except StateConflict as exc:
@@ -178,6 +170,6 @@ def review_grant_action(request, pk: int, action: str):
     except PermissionDenied as exc:
         messages.error(request, str(exc))
     else:
-        done = {"revoke": "revoked", "suspend": "suspended", "reinstate": "reinstated"}[action]
+        done = GRANT_STATUS_ACTIONS[action]
         messages.success(request, f"The grant of {grant.variant.name} to {grant.user.email} is {done}.")
     return redirect(back)

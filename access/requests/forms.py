@@ -11,9 +11,9 @@ from django.core.exceptions import ValidationError
 from django_countries.fields import CountryField
 
 from access.catalog.models import LicenseVersion
-from access.requests.application import ApplicationData
+from access.requests.application import ApplicationData, publications_clean, use_case_errors
 from access.requests.models import AccessRequest, OrganizationType
-from access.requests.services import access_request_resubmit, access_request_submit
+from access.requests.services import access_request_resubmit, access_request_submit, access_request_variants_check
 from portal.forms import RowIdField, ServiceErrorsMixin
 from portal.validators import name_bidi_refuse
 
@@ -66,8 +66,24 @@ class ApplicationForm(ServiceErrorsMixin, forms.Form):
             f"At least {minimum} characters: what you will study, why it needs the weights, "
             "and how you will publish the results."
         )
-        self.fields["use_case"].widget.attrs["minlength"] = minimum
+        self.fields["use_case"].widget.attrs.update(
+            {"minlength": minimum, "data-min-chars": minimum, "data-max-chars": settings.REQUEST_USE_CASE_MAX_CHARS}
+        )
         self.use_case_min_chars = minimum
+
+    # The services' own rules, asked here too so that every field's error shows in one round.
+    def clean_use_case(self):
+        use_case = self.cleaned_data["use_case"]
+        if errors := use_case_errors(use_case):
+            raise ValidationError(errors)
+        return use_case
+
+    def clean_publications(self):
+        publications = self.cleaned_data["publications"]
+        _, errors = publications_clean(_lines(publications))
+        if errors:
+            raise ValidationError(errors)
+        return publications
 
     @staticmethod
     def initial_from(access_request: AccessRequest | None) -> dict:
@@ -114,9 +130,22 @@ class AccessRequestForm(ApplicationForm):
         error_messages={"required": "Tick the box to agree to the license; access is given only under its terms."},
     )
 
-    def __init__(self, *args, variants, **kwargs):
+    def __init__(self, *args, variants, applicant=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["variants"].queryset = variants
+        self.applicant = applicant
+
+    def clean(self):
+        cleaned = super().clean()
+        variants, license_version = cleaned.get("variants"), cleaned.get("license_id")
+        if self.applicant is not None and variants and license_version is not None:
+            try:
+                access_request_variants_check(
+                    applicant=self.applicant, variants=list(variants), license_version=license_version
+                )
+            except ValidationError as exc:
+                self.service_errors_add(exc)
+        return cleaned
 
     def submit(self, *, applicant, request) -> AccessRequest | None:
         """Submit through the service; None (with the errors on the form) if it refused."""

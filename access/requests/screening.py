@@ -53,12 +53,14 @@ def access_request_screen(*, access_request: AccessRequest) -> list[ScreeningFla
         flags.append(
             (ScreeningFlagCode.PREVIOUSLY_REVOKED, f"Access to {revoked.variant.name} was revoked before.")
         )
-    if len(access_request.use_case) < settings.SCREENING_SHORT_USE_CASE_CHARS:
+    # The form's own minimum, so an application the form accepts is never flagged: this catches
+    # only a use case accepted under a lower minimum and resubmitted after it was raised.
+    if len(access_request.use_case) < settings.REQUEST_USE_CASE_MIN_CHARS:
         flags.append(
             (
                 ScreeningFlagCode.SHORT_USE_CASE,
-                f"The use case has {len(access_request.use_case)} characters "
-                f"(flagged below {settings.SCREENING_SHORT_USE_CASE_CHARS}).",
+                f"The use case has {len(access_request.use_case)} characters, "
+                f"below the form's minimum of {settings.REQUEST_USE_CASE_MIN_CHARS}.",
             )
         )
     created = ScreeningFlag.objects.bulk_create(

@@ -13,9 +13,9 @@ from rest_framework import serializers
 
 from access.catalog.models import LicenseVersion
 from access.catalog.serializers import UNKNOWN_LICENSE_MESSAGE, variant_slugs_field
-from access.requests.application import EDITABLE_FIELDS, ApplicationData
+from access.requests.application import EDITABLE_FIELDS, ApplicationData, publications_clean, use_case_errors
 from access.requests.models import AccessRequest, OrganizationType, RequestMessage, RequestStatus, VariantDecision
-from access.requests.selectors import estimated_decision_at, queue_position, request_history
+from access.requests.selectors import DecisionEstimate, decision_estimate, queue_position, request_history
 from portal.api.fields import RowIdField
 from portal.validators import name_bidi_refuse
 
@@ -35,6 +35,18 @@ class ApplicationSerializer(serializers.Serializer):
         default=list,
         help_text="Links to publications or a profile page (http or https).",
     )
+
+    # The services' own rules, asked here too so that every field's error comes in one answer.
+    def validate_use_case(self, value: str) -> str:
+        if errors := use_case_errors(value):
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_publications(self, value: list[str]) -> list[str]:
+        _, errors = publications_clean(value)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
     def validate_country(self, value: str) -> str:
         code = value.strip().upper()
@@ -152,6 +164,8 @@ class AccessRequestSerializer(serializers.ModelSerializer):
 class AccessRequestDetailSerializer(AccessRequestSerializer):
     queue_position = serializers.SerializerMethodField()
     estimated_decision_at = serializers.SerializerMethodField()
+    estimated_days = serializers.SerializerMethodField()
+    estimate_basis = serializers.SerializerMethodField()
     messages = MessageSerializer(many=True)
     history = serializers.SerializerMethodField()
 
@@ -160,6 +174,8 @@ class AccessRequestDetailSerializer(AccessRequestSerializer):
             *AccessRequestSerializer.Meta.fields,
             "queue_position",
             "estimated_decision_at",
+            "estimated_days",
+            "estimate_basis",
             "messages",
             "history",
         ]
@@ -168,9 +184,26 @@ class AccessRequestDetailSerializer(AccessRequestSerializer):
     def get_queue_position(self, access_request) -> int | None:
         return queue_position(access_request)
 
+    def _estimate(self, access_request) -> DecisionEstimate | None:
+        # One estimate for the three fields, so they agree with each other.
+        cache = self.context.setdefault("_estimates", {})
+        if access_request.pk not in cache:
+            cache[access_request.pk] = decision_estimate(access_request)
+        return cache[access_request.pk]
+
     def get_estimated_decision_at(self, access_request) -> serializers.DateTimeField(allow_null=True):  # type: ignore[valid-type]
-        estimate = estimated_decision_at(access_request)
-        return serializers.DateTimeField().to_representation(estimate) if estimate else None
+        estimate = self._estimate(access_request)
+        return serializers.DateTimeField().to_representation(estimate.at) if estimate else None
+
+    def get_estimated_days(self, access_request) -> int | None:
+        """Whole days until the expected decision (at least 1); null outside the queue."""
+        estimate = self._estimate(access_request)
+        return estimate.days if estimate else None
+
+    def get_estimate_basis(self, access_request) -> str | None:
+        """What the estimate rests on, in a sentence, e.g. "Based on 42 decisions in the last 28 days."."""
+        estimate = self._estimate(access_request)
+        return estimate.basis if estimate else None
 
     def get_history(self, access_request) -> HistoryEntrySerializer(many=True):  # type: ignore[valid-type]
         return HistoryEntrySerializer(request_history(access_request), many=True).data

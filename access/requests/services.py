@@ -30,7 +30,17 @@ from portal.models import User
 from portal.validators import text_length_check
 
 
-def _variants_check(*, applicant: User, variants: list[ModelVariant], license_version: LicenseVersion) -> None:
+def _errors_merge(errors: dict[str, list[str]], exc: ValidationError) -> None:
+    for field, messages in exc.message_dict.items():
+        errors.setdefault(field, []).extend(m for m in messages if m not in errors.get(field, []))
+
+
+def access_request_variants_check(
+    *, applicant: User, variants: list[ModelVariant], license_version: LicenseVersion
+) -> None:
+    """The models and license of a new request: one family, its license in force, none blocked,
+    already open or already held. The web form asks it too, so its errors come in the same round
+    as the other fields'."""
     if not variants:
         raise ValidationError({"variants": ["Choose at least one model."]})
     families = {variant.family_id for variant in variants}
@@ -88,10 +98,23 @@ def access_request_submit(
     # One submission per applicant at a time, so "one open request per variant" holds under races.
     User.objects.select_for_update().filter(pk=applicant.pk).first()
     variants = list(dict.fromkeys(variants))
-    _variants_check(applicant=applicant, variants=variants, license_version=license_version)
+    # Every problem in one answer: the models, the application's fields and the model's own checks.
+    errors: dict[str, list[str]] = {}
+    try:
+        access_request_variants_check(applicant=applicant, variants=variants, license_version=license_version)
+    except ValidationError as exc:
+        _errors_merge(errors, exc)
     access_request = AccessRequest(applicant=applicant, license=license_version, submit_ip=request_client_ip(request))
-    application_apply(access_request, data)
-    access_request.full_clean(exclude=["reference"])
+    try:
+        application_apply(access_request, data)
+    except ValidationError as exc:
+        _errors_merge(errors, exc)
+    try:
+        access_request.full_clean(exclude=["reference", *errors])
+    except ValidationError as exc:
+        _errors_merge(errors, exc)
+    if errors:
+        raise ValidationError(errors)
     for attempt in range(5):
         try:
             with transaction.atomic():
@@ -212,11 +235,24 @@ def access_request_withdraw(*, access_request: AccessRequest, applicant: User, r
             f"This request is already {access_request.get_status_display().lower()}; there is nothing to withdraw.",
             code="not_open",
         )
-    access_request.status = RequestStatus.WITHDRAWN
+    # Models this request already granted stay granted: withdrawing then gives up only those still
+    # waiting, and the request ends approved, for fewer models than asked for.
+    granted = list(
+        access_request.requested_variants.filter(decision=VariantDecision.APPROVED).values_list(
+            "variant__slug", flat=True
+        )
+    )
+    access_request.status = RequestStatus.APPROVED if granted else RequestStatus.WITHDRAWN
     access_request.decided_at = timezone.now()
     access_request.save(update_fields=["status", "decided_at", "updated_at"])
     access_request.requested_variants.filter(decision=VariantDecision.PENDING).update(
         decision=VariantDecision.DECLINED
     )
-    audit_event_record(action="access_request.withdrawn", actor=applicant, target=access_request, request=request)
+    audit_event_record(
+        action="access_request.withdrawn",
+        actor=applicant,
+        target=access_request,
+        request=request,
+        details={"granted_before": granted} if granted else None,
+    )
     return access_request

@@ -18,13 +18,14 @@ from access.requests.forms import AccessRequestForm, ApplicationForm, RequestEdi
 from access.requests.models import AccessRequest, MessageKind, RequestStatus
 from access.requests.selectors import (
     access_request_get_for_applicant,
-    estimated_decision_at,
+    decision_estimate,
     queue_position,
     request_history,
+    requests_annotate_outcomes,
     requests_for_applicant,
 )
 from access.requests.services import access_request_withdraw
-from access.review.selectors import approval_progress
+from access.review.selectors import approval_progress, approvals_by_variant
 from portal.errors import StateConflict
 
 # Access states in which applying again for a model makes no sense (see docs/api.md ``access``).
@@ -52,6 +53,9 @@ def _apply_page(request, form: AccessRequestForm | None, family: ModelFamily | N
             "family": family,
             "license": license_current(family) if family else None,
             "variant_rows": [(v, access[v.slug], access[v.slug] in _BUSY_ACCESS_STATES) for v in variants],
+            # Read from the catalog: which models wait for more than one reviewer.
+            "two_reviewer_variants": [v for v in variants if v.approvals_required > 1],
+            "most_reviewers": max((v.approvals_required for v in variants), default=1),
         },
         status=status,
     )
@@ -65,7 +69,7 @@ def apply(request):
         return _apply_page(request, None, family)
     variants = variants_listed().filter(family=family)
     if request.method == "POST":
-        form = AccessRequestForm(request.POST, variants=variants)
+        form = AccessRequestForm(request.POST, variants=variants, applicant=request.user)
         access_request = form.submit(applicant=request.user, request=request) if form.is_valid() else None
         if access_request is None:
             return _apply_page(request, form, family, status=400)
@@ -83,24 +87,32 @@ def apply(request):
 @login_required
 @require_http_methods(["GET"])
 def request_list(request):
-    return render(request, "access/apply/requests.html", {"access_requests": requests_for_applicant(request.user)})
+    access_requests = requests_annotate_outcomes(requests_for_applicant(request.user))
+    return render(request, "access/apply/requests.html", {"access_requests": access_requests})
 
 
 @login_required
 @require_http_methods(["GET"])
 def request_detail(request, pk: int):
     access_request = access_request_get_for_applicant(request.user, pk)
+    approvals = {access_request.pk: approvals_by_variant(access_request)} if access_request.is_open else {}
+    requests_annotate_outcomes([access_request], approvals=approvals)
+    outcomes = access_request.outcomes
     return render(
         request,
         "access/apply/request_detail.html",
         {
             "access_request": access_request,
-            "requested_variants": access_request.requested_variants.all(),
+            "outcomes": outcomes,
+            "waiting": [o.variant for o in outcomes if o.status == "waiting"],
+            "granted": [o.variant for o in outcomes if o.grant is not None],
+            "ended": [o for o in outcomes if o.status in ("revoked", "suspended", "expired")],
+            "declined": [o.variant for o in outcomes if o.status == "declined"],
             # The thread only: reviewer notes and screening flags never reach this page.
             "thread": access_request.messages.select_related("author"),
             "history": request_history(access_request),
             "position": queue_position(access_request),
-            "estimate": estimated_decision_at(access_request),
+            "estimate": decision_estimate(access_request),
             "approval_progress": approval_progress(access_request),
             "has_grants": access_request.grants.exists(),
             "withdraw_form": WithdrawForm(),

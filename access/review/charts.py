@@ -34,10 +34,17 @@ def _ticks(top: float, plot_height: float) -> list[dict]:
     ]
 
 
+def _count_ticks(top: int, plot_height: float) -> list[dict]:
+    """Ticks for a count of requests: whole numbers only (no "0.5 requests"). ``top`` is
+    1, 2 or 5 x 10^k: halves from 10 up are whole; 1 and 5 get a tick at every whole number."""
+    values = range(top + 1) if top <= 5 else (0, top // 2, top)
+    return [{"value": str(value), "y": round(PAD_TOP + plot_height * (1 - value / top), 1)} for value in values]
+
+
 def weekly_outcomes_chart(weeks) -> dict:
     plot_width = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
-    top = _nice_ceiling(max(week.total for week in weeks))
+    top = int(_nice_ceiling(max(week.total for week in weeks)))  # at least 1: counts are whole
     slot = plot_width / len(weeks)
     bar_width = slot * 0.68
     bars = []
@@ -75,7 +82,7 @@ def weekly_outcomes_chart(weeks) -> dict:
         "bars": bars,
         "left": PAD_LEFT,
         "right": CHART_WIDTH - PAD_RIGHT,
-        "ticks": _ticks(top, plot_height),
+        "ticks": _count_ticks(top, plot_height),
         "axis_y": PAD_TOP + plot_height,
         "label_y": CHART_HEIGHT - 10,
     }

@@ -33,6 +33,9 @@ class QueueFilterForm(forms.Form):
         help_text="“me”, “none”, or a reviewer's email",
         widget=forms.TextInput(attrs={"list": "reviewer-emails", "placeholder": "me, none or email"}),
     )
+    replied = forms.ChoiceField(
+        required=False, label="Applicant", choices=blank_choice("Replied or not", [("yes", "Replied to a question")])
+    )
 
     def __init__(self, *args, variants=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,9 +80,15 @@ class BulkDecisionForm(_ReasonFromTemplateMixin, forms.Form):
         queryset=AccessRequest.objects.order_by("submitted_at", "id"),
         error_messages={"required": "Tick at least one request.", "invalid_pk_value": "“%(pk)s” is not a request."},
     )
+    # No default: a reviewer who ticks requests must say what to do with them.
     decision = forms.ChoiceField(
-        choices=[(DecisionKind.APPROVE, "Approve"), (DecisionKind.REJECT, "Reject")],
-        error_messages={"required": "Choose approve or reject."},
+        choices=blank_choice(
+            "Choose…", [(DecisionKind.APPROVE, "Approve every requested model"), (DecisionKind.REJECT, "Reject")]
+        ),
+        error_messages={
+            "required": "Choose a decision, approve or reject, for the ticked requests. Nothing was changed.",
+            "invalid_choice": "Choose a decision, approve or reject, for the ticked requests. Nothing was changed.",
+        },
     )
     template = forms.ModelChoiceField(queryset=_active_templates(), required=False, empty_label="Write a reason")
     reason = forms.CharField(
@@ -177,3 +186,22 @@ class DecisionForm(_ReasonFromTemplateMixin, forms.Form):
     def expires_at(self) -> dt.datetime | None:
         day = self.cleaned_data.get("expires_on")
         return end_of_day_after(day) if day else None
+
+
+class GrantActionForm(forms.Form):
+    """Revoke, suspend or reinstate one of the applicant's grants from the request's page. A reason
+    is required to revoke or suspend: the researcher reads it in the email they are sent."""
+
+    reason = forms.CharField(required=False, max_length=settings.REVIEW_TEXT_MAX_CHARS)
+    block_new_requests = forms.BooleanField(required=False)
+
+    def __init__(self, *args, action: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action = action
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason and self.action in ("revoke", "suspend"):
+            verb = "revoked" if self.action == "revoke" else "suspended"
+            raise ValidationError(f"Say why the access is {verb}; the researcher reads the reason in an email.")
+        return reason

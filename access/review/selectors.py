@@ -4,14 +4,29 @@ each still needs from distinct reviewers, who approved what in this round)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from access.catalog.models import ModelVariant
 from access.requests.models import (
     QUEUE_STATUSES,
     AccessRequest,
+    MessageKind,
     RequestedVariant,
     RequestMessage,
     RequestStatus,
@@ -22,6 +37,21 @@ from access.review.models import DecisionKind, ReviewDecision, ReviewNote
 from portal.models import User
 
 
+def applicant_replied() -> Q:
+    """A request in the queue whose applicant answered since a reviewer last decided on it: resubmitted
+    after "more information" and not decided on in the new round, or with an applicant's reply
+    newer than the last reviewer's decision. For a queryset annotated by ``review_queue``."""
+    by_reviewer = ReviewDecision.objects.filter(request=OuterRef("pk"), reviewer__isnull=False)
+    last_decision_at = Subquery(by_reviewer.order_by("-created_at").values("created_at")[:1])
+    reply_since = RequestMessage.objects.filter(
+        request=OuterRef("pk"),
+        kind=MessageKind.APPLICANT_REPLY,
+        created_at__gt=Coalesce(last_decision_at, Value(dt.datetime.min.replace(tzinfo=dt.UTC))),
+    )
+    resubmitted_undecided = Q(review_round__gt=1) & ~Exists(by_reviewer.filter(review_round=OuterRef("review_round")))
+    return Q(status__in=QUEUE_STATUSES) & (resubmitted_undecided | Exists(reply_since))
+
+
 def review_queue(
     *,
     status: str | None = None,
@@ -30,14 +60,20 @@ def review_queue(
     country: str | None = None,
     flag: str | None = None,
     assignee: str | None = None,
+    replied: str | bool | None = None,
     reviewer=None,
 ) -> QuerySet[AccessRequest]:
-    """Requests for reviewers, oldest first, with what a list row shows prefetched:
-    the number of queries does not depend on the number of requests."""
+    """Requests for reviewers, oldest first, with what a list row shows prefetched and
+    ``applicant_replied`` annotated: the number of queries does not depend on the number of requests."""
     requests = AccessRequest.objects.select_related("applicant", "assignee").prefetch_related(
         Prefetch("requested_variants", queryset=RequestedVariant.objects.select_related("variant")),
-        Prefetch("flags", queryset=ScreeningFlag.objects.order_by("code")),
+        Prefetch("flags", queryset=ScreeningFlag.objects.order_by("code", "-review_round", "-id")),
     )
+    requests = requests.annotate(
+        applicant_replied=ExpressionWrapper(applicant_replied(), output_field=BooleanField())
+    )
+    if replied:
+        requests = requests.filter(applicant_replied())
     if status:
         requests = requests.filter(status=status)
     else:
@@ -61,6 +97,22 @@ def review_queue(
     elif assignee:
         requests = requests.filter(assignee__email__iexact=assignee)
     return requests.order_by("submitted_at", "id")
+
+
+def flags_once(flags) -> list[ScreeningFlag]:
+    """Each screening flag code once, with its latest round's reason: a flag raised again on a
+    resubmission is the same concern, not a new one."""
+    latest: dict[str, ScreeningFlag] = {}
+    for flag in flags:
+        kept = latest.get(flag.code)
+        newer = kept is None or (flag.review_round, flag.created_at, flag.pk) > (
+            kept.review_round,
+            kept.created_at,
+            kept.pk,
+        )
+        if newer:
+            latest[flag.code] = flag
+    return sorted(latest.values(), key=lambda flag: flag.get_code_display())
 
 
 def review_status_counts() -> dict[str, int]:

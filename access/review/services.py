@@ -123,22 +123,29 @@ def access_request_approve(
 ) -> AccessRequest:
     """Approve all or some of the pending variants.
 
-    Variants left out are declined. A variant is granted once ``approvals_required``
-    different reviewers approved it in this round; until every approved variant
-    has its approvals, the request stays in review (two-person rule).
+    Variants left out are declined. Each chosen variant is granted as soon as
+    ``approvals_required`` different reviewers approved it in this round, whatever the
+    others still wait for (two-person rule per variant); the request stays in review
+    while any variant waits, and is approved once none does. Variants this request already
+    granted are not approved twice: naming them again changes nothing.
     """
     access_request = _locked(access_request)
     if reviewer is not None:
         _require_reviewer(reviewer, access_request)
     _require_decidable(access_request)
     pending = pending_variants(access_request)
-    chosen = pending if variants is None else list(dict.fromkeys(variants))
+    granted_before = _approved_variants(access_request)
+    chosen = pending if variants is None else [v for v in dict.fromkeys(variants) if v not in granted_before]
     unknown = [v.slug for v in chosen if v not in pending]
     if unknown:
         raise ValidationError(
             {"variants": [f"Not pending in this request: {', '.join(unknown)}. Approve among the requested models."]}
         )
     if not chosen:
+        if variants and granted_before:
+            raise ValidationError(
+                {"variants": ["These models are approved already; choose among those still pending."]}
+            )
         raise ValidationError({"variants": ["Approve at least one model, or reject the request instead."]})
     if Grant.objects.filter(
         user_id=access_request.applicant_id, status=GrantStatus.REVOKED, blocks_new_requests=True
@@ -170,7 +177,8 @@ def access_request_approve(
     if expires_at is not None:
         access_request.grant_expires_at = expires_at
     counts = approvals_by_variant(access_request)
-    waiting = [v for v in chosen if counts.get(v.pk, 0) < v.approvals_required]
+    ready = [v for v in chosen if counts.get(v.pk, 0) >= v.approvals_required]
+    waiting = [v for v in chosen if v not in ready]
     details = {
         "approved": [v.slug for v in chosen],
         "declined": [v.slug for v in declined],
@@ -178,9 +186,12 @@ def access_request_approve(
     }
     if policy_rule:
         details["policy"] = policy_rule
+    if ready:
+        access_request.requested_variants.filter(variant__in=ready).update(decision=VariantDecision.APPROVED)
     if waiting:
         access_request.status = RequestStatus.IN_REVIEW
         access_request.save(update_fields=["status", "grant_expires_at", "updated_at"])
+        details["granted"] = [v.slug for v in ready]
         details["waiting_for_second_approval"] = [v.slug for v in waiting]
         audit_event_record(
             action="access_request.approval_recorded",
@@ -189,24 +200,26 @@ def access_request_approve(
             request=request,
             details=details,
         )
-        return access_request
+    else:
+        access_request.status = RequestStatus.APPROVED
+        access_request.decided_at = timezone.now()
+        access_request.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
+        audit_event_record(
+            action="access_request.approved", actor=reviewer, target=access_request, request=request, details=details
+        )
+    if not ready:
+        return access_request  # one approval recorded; nothing changes for the applicant yet
 
-    access_request.requested_variants.filter(variant__in=chosen).update(decision=VariantDecision.APPROVED)
-    access_request.status = RequestStatus.APPROVED
-    access_request.decided_at = timezone.now()
-    access_request.save(update_fields=["status", "decided_at", "grant_expires_at", "updated_at"])
-    names = ", ".join(v.name for v in chosen)
-    RequestMessage.objects.create(
-        request=access_request,
-        author=reviewer,
-        kind=MessageKind.DECISION,
-        text=f"Approved: {names}. Accept the license to start downloading."
-        + (f" Not approved: {', '.join(v.name for v in declined)}." if declined else ""),
-    )
-    audit_event_record(
-        action="access_request.approved", actor=reviewer, target=access_request, request=request, details=details
-    )
-    for variant in chosen:
+    text = f"Approved: {', '.join(v.name for v in ready)}. Accept the license to start downloading."
+    if waiting:
+        text += (
+            f" Still waiting for a second reviewer: {', '.join(v.name for v in waiting)}; "
+            "we will write again once they decide."
+        )
+    if declined:
+        text += f" Not approved: {', '.join(v.name for v in declined)}."
+    RequestMessage.objects.create(request=access_request, author=reviewer, kind=MessageKind.DECISION, text=text)
+    for variant in ready:
         grant_create(
             user=access_request.applicant,
             variant=variant,
@@ -215,14 +228,28 @@ def access_request_approve(
             expires_at=access_request.grant_expires_at,
             request=request,
         )
-    _notify_decision(access_request)
+    _notify_decision(access_request, in_part=bool(waiting or granted_before))
     return access_request
+
+
+def _approved_variants(access_request: AccessRequest) -> list[ModelVariant]:
+    return [
+        rv.variant
+        for rv in access_request.requested_variants.select_related("variant").filter(
+            decision=VariantDecision.APPROVED
+        )
+    ]
 
 
 @transaction.atomic
 def access_request_reject(
     *, access_request: AccessRequest, reviewer: User | None, reason: str, policy_rule: str = "", request=None
 ) -> AccessRequest:
+    """Decline every variant still pending, with a reason the applicant reads.
+
+    Variants this request already granted (see ``access_request_approve``) stay granted, and
+    the request then ends ``approved``: it did give access, to fewer models than asked for.
+    Each variant's own decision says which were declined."""
     access_request = _locked(access_request)
     if reviewer is not None:
         _require_reviewer(reviewer, access_request)
@@ -231,6 +258,8 @@ def access_request_reject(
     if not reason:
         raise ValidationError({"reason": ["Give the reason; the applicant will read it."]})
     text_length_check(field="reason", text=reason)
+    declined = pending_variants(access_request)
+    granted = _approved_variants(access_request)
     access_request.requested_variants.filter(decision=VariantDecision.PENDING).update(
         decision=VariantDecision.DECLINED
     )
@@ -241,18 +270,27 @@ def access_request_reject(
         reason=reason,
         policy_rule=policy_rule,
     )
-    access_request.status = RequestStatus.REJECTED
+    access_request.status = RequestStatus.APPROVED if granted else RequestStatus.REJECTED
     access_request.rejection_reason = reason
     access_request.decided_at = timezone.now()
     access_request.save(update_fields=["status", "rejection_reason", "decided_at", "updated_at"])
-    RequestMessage.objects.create(request=access_request, author=reviewer, kind=MessageKind.DECISION, text=reason)
+    text = reason
+    if granted:
+        text = (
+            f"Not approved: {', '.join(v.name for v in declined)}. {reason}\n\n"
+            f"Your access to {', '.join(v.name for v in granted)} stays as it is."
+        )
+    RequestMessage.objects.create(request=access_request, author=reviewer, kind=MessageKind.DECISION, text=text)
     details = {"reason": reason}
+    if granted:
+        details["declined"] = [v.slug for v in declined]
+        details["granted_before"] = [v.slug for v in granted]
     if policy_rule:
         details["policy"] = policy_rule
     audit_event_record(
         action="access_request.rejected", actor=reviewer, target=access_request, request=request, details=details
     )
-    _notify_decision(access_request)
+    _notify_decision(access_request, in_part=bool(granted))
     return access_request
 
 
@@ -334,8 +372,13 @@ def access_requests_bulk_decide(
     return done, failed
 
 
-def _notify_decision(access_request: AccessRequest) -> None:
-    transaction.on_commit(lambda: tasks.notify_decision.delay(access_request.pk))
+def _notify_decision(access_request: AccessRequest, *, in_part: bool = False) -> None:
+    """The decision email; ``in_part`` when only some models are decided, or some were granted
+    before: that email lists each model's outcome (granted, waiting, not approved)."""
+    if in_part:
+        transaction.on_commit(lambda: tasks.notify_decision_in_part.delay(access_request.pk))
+    else:
+        transaction.on_commit(lambda: tasks.notify_decision.delay(access_request.pk))
 
 
 POLICY_EMBARGO_REJECT = "embargoed_country_reject"

@@ -1,4 +1,4 @@
-"""The reviewers' Celery tasks: decision and information-request emails, and the daily digest."""
+"""The reviewers' Celery tasks: decision (whole or in part) and information-request emails, and the daily digest."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from access.notifications.services import (
     request_status_url,
     reviewer_emails,
 )
-from access.requests.models import RequestStatus
+from access.requests.models import RequestStatus, VariantDecision
 from access.requests.selectors import access_request_for_email
 from access.review.selectors import review_queue
 
@@ -46,6 +46,30 @@ def notify_decision(request_id: int) -> None:
             "request": access_request,
             "approved": access_request.status == RequestStatus.APPROVED,
             "variants": [rv for rv in access_request.requested_variants.select_related("variant")],
+            "url": request_status_url(access_request),
+            "grants_url": absolute_url(reverse("grants")),
+        },
+    )
+
+
+@shared_task(name="access.notify_decision_in_part", **EMAIL_TASK_OPTIONS)
+def notify_decision_in_part(request_id: int) -> None:
+    """The decision email when the models of one request are decided apart: what is granted now,
+    what still waits for a second reviewer, and what was not approved (with the reason)."""
+    access_request = access_request_for_email(request_id)
+    if access_request is None:
+        return
+    by_decision: dict[str, list] = {decision: [] for decision in VariantDecision.values}
+    for rv in access_request.requested_variants.select_related("variant"):
+        by_decision[rv.decision].append(rv.variant)
+    email_send(
+        to=[access_request.applicant.email],
+        template="decision_in_part",
+        context={
+            "request": access_request,
+            "granted": by_decision[VariantDecision.APPROVED],
+            "waiting": by_decision[VariantDecision.PENDING] if access_request.is_open else [],
+            "declined": by_decision[VariantDecision.DECLINED],
             "url": request_status_url(access_request),
             "grants_url": absolute_url(reverse("grants")),
         },

@@ -11,5 +11,10 @@ urlpatterns = [
     path("requests/<int:pk>/notes/", views.review_note, name="review-note"),
     path("requests/<int:pk>/claim/", views.review_claim, name="review-claim"),
     path("requests/<int:pk>/decision/", views.review_decision, name="review-decision"),
+    path(
+        "requests/<int:pk>/grants/<int:grant_id>/<str:action>/",
+        views.review_request_grant_action,
+        name="review-request-grant-action",
+    ),
     path("stats/", views.review_stats, name="review-stats"),
 ]

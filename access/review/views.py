@@ -1,6 +1,7 @@
-"""The reviewers' pages: the queue, bulk decisions, a request's detail with its notes, claim and
-decisions, and the statistics. Every view is behind ``reviewer_page``: logged in, a session that
-passed a second factor, and the review permission. State changes go through the services;
+"""The reviewers' pages: the queue, bulk decisions, a request's detail with its notes, claim,
+decisions and the applicant's grants (revoke, suspend, reinstate), and the statistics. Every
+view is behind ``reviewer_page``: logged in, a session that passed a second factor, and the
+review permission. State changes go through the services;
 these views validate, call one service and redirect."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -17,9 +19,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from access.catalog.models import ModelVariant
 from access.distribution.selectors import LEAK_ALERT_DAYS, bundles_suspended_by_leak_rule
-from access.grants.selectors import grants_annotate_effective_status, grants_for_user
+from access.grants.selectors import grant_get_for_manager, grants_annotate_effective_status, grants_for_user
+from access.grants.services import GRANT_STATUS_ACTIONS, grant_status_change
 from access.requests.models import AccessRequest, RequestStatus, VariantDecision
-from access.requests.selectors import request_audit_events, requests_for_applicant
+from access.requests.selectors import requests_for_applicant
 from access.review.charts import (
     CHART_HEIGHT,
     CHART_WIDTH,
@@ -28,12 +31,21 @@ from access.review.charts import (
     median_chart,
     weekly_outcomes_chart,
 )
-from access.review.forms import BulkDecisionForm, ClaimForm, DecisionForm, NoteForm, QueueFilterForm
+from access.review.forms import (
+    BulkDecisionForm,
+    ClaimForm,
+    DecisionForm,
+    GrantActionForm,
+    NoteForm,
+    QueueFilterForm,
+)
+from access.review.history import request_history_for_reviewers
 from access.review.models import DecisionKind
 from access.review.permissions import reviewer_page
 from access.review.selectors import (
     access_request_get_for_reviewer,
     approval_rows,
+    flags_once,
     review_queue,
     review_requests_annotate_approvals,
     review_status_counts,
@@ -93,7 +105,7 @@ def review_queue_page(request):
     for row in rows:
         age = now - row.submitted_at
         row.age_label, row.age_badge = _age_label(age), _age_badge(age)
-        row.distinct_flags = sorted({flag.get_code_display() for flag in row.flags.all()})
+        row.distinct_flags = [flag.get_code_display() for flag in flags_once(row.flags.all())]
     query = request.GET.copy()
     query.pop("page", None)
     counts = review_status_counts()
@@ -182,10 +194,11 @@ def _detail_page(request, access_request, *, decision_form=None, note_form=None,
             "variant_rows": variant_rows,
             "two_person": any(row["required"] > 1 for row in variant_rows if row["pending"]),
             "you_approved": any(row["approved_by_you"] for row in variant_rows),
-            "flags": access_request.flags.all(),
+            "flags": flags_once(access_request.flags.all()),
             "other_requests": other_requests,
             "applicant_grants": applicant_grants,
-            "history": request_audit_events(access_request, with_grants=True),
+            "can_manage_grants": request.user.has_perm("access.manage_grants") and not own,
+            "history": request_history_for_reviewers(access_request),
             "thread": access_request.messages.select_related("author"),
             "notes": access_request.notes.select_related("author"),
             "note_form": note_form or NoteForm(),
@@ -247,6 +260,45 @@ def review_claim(request, pk: int):
             messages.success(request, f"{claimed.reference} is now assigned to {who}.")
             return redirect("review-detail", pk=pk)
     return _detail_page(request, access_request, claim_form=form, status=400)
+
+
+@reviewer_page
+@require_POST
+def review_request_grant_action(request, pk: int, grant_id: int, action: str):
+    """Revoke, suspend or reinstate one of the applicant's grants from the request's page, and back to it."""
+    access_request = access_request_get_for_reviewer(request.user, pk)
+    if action not in GRANT_STATUS_ACTIONS:
+        raise Http404(f"No grant action {action!r}; use revoke, suspend or reinstate.")
+    grant = grant_get_for_manager(request.user, grant_id, acting=True)
+    if grant.user_id != access_request.applicant_id:
+        raise Http404("No such grant of this applicant.")
+    back = reverse("review-detail", args=[pk]) + "#grants"
+    label = f"{grant.variant.name} for {grant.user.email}"
+    form = GrantActionForm(request.POST, action=action)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, f"{label}: {' '.join(errors)} Nothing was changed.")
+        return redirect(back)
+    reason = form.cleaned_data["reason"]
+    try:
+        grant_status_change(
+            grant=grant,
+            action=action,
+            actor=request.user,
+            reason=reason,
+            block_new_requests=form.cleaned_data["block_new_requests"],
+            request=request,
+        )
+    except ValidationError as exc:
+        messages.error(request, f"{label}: {' '.join(exc.messages)}")
+    except StateConflict as exc:
+        messages.error(request, f"{label}: {exc.message}")
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        done = GRANT_STATUS_ACTIONS[action]
+        messages.success(request, f"Access to {label} is {done}. They are emailed about it.")
+    return redirect(back)
 
 
 def _decision_message(access_request: AccessRequest, decision: str) -> str:

@@ -25,7 +25,7 @@ def test_a_direct_review_permission_also_requires_mfa_for_the_review_pages(clien
     response = client.get(reverse("review-queue"))
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("mfa_activate_totp")
+    assert response["Location"] == reverse("mfa-required") + "?next=%2Freview%2F"
 
 
 def test_a_blocked_applicants_open_request_cannot_be_approved(researcher, reviewer, admin_user, llama_catalog, submit):

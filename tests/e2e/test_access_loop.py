@@ -54,7 +54,9 @@ def test_researcher_applies_reviewer_asks_for_more_then_approves_and_researcher_
     # Forgetting to agree to the license loses nothing typed.
     page.get_by_role("button", name="Submit request").click()
     expect(page.get_by_test_id("form-errors")).to_contain_text("Your request is not sent yet")
-    expect(page.get_by_text("Tick the box to agree to the license")).to_be_visible()
+    # Said beside the box, and in the summary at the top, which links to it.
+    expect(page.locator("#id_agree_error")).to_contain_text("Tick the box to agree to the license")
+    expect(page.get_by_role("link", name="License: Tick the box to agree to the license")).to_be_visible()
     expect(page.get_by_label("Full legal name")).to_have_value("Ada Lovelace")
     expect(page.get_by_label("Research use case")).to_have_value(USE_CASE)
     expect(page.get_by_label("Country")).to_have_value("FR")

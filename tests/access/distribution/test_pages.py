@@ -22,7 +22,7 @@ from access.distribution.models import DownloadBundle, DownloadEvent
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, link_path
 from access.grants.services import grant_create, grant_revoke
 
-ENROL_URL = "/accounts/2fa/totp/activate/"
+ENROL_URL = "/accounts/2fa/required/"  # why an authenticator app is required, then its set-up
 
 
 def page_url(grant) -> str:

@@ -245,9 +245,10 @@ def test_a_decided_request_has_no_queue_position(researcher_api, reviewer_api, l
 
 
 def test_the_applicant_never_sees_notes_flags_or_reviewer_emails(
-    researcher_api, reviewer, reviewer_api, llama_catalog, api_apply, use_case_text, decide
+    reviewer, reviewer_api, llama_catalog, api_apply, bearer_client, decide
 ):
-    applied = api_apply(researcher_api, use_case=use_case_text[:200])  # short enough to be flagged
+    researcher_api = bearer_client(UserFactory(email="ada.lovelace@gmail.com"))
+    applied = api_apply(researcher_api)  # a free-mail address is flagged
     access_request = AccessRequest.objects.get(pk=applied["id"])
     assert ScreeningFlag.objects.filter(request=access_request).exists()
     access_request_note_add(access_request=access_request, author=reviewer, text="Check the lab page, NOTE-SECRET.")
@@ -258,7 +259,7 @@ def test_the_applicant_never_sees_notes_flags_or_reviewer_emails(
 
     content = response.content.decode()
     assert "NOTE-SECRET" not in content
-    assert "short_use_case" not in content and "flags" not in response.json()
+    assert "free_mail_domain" not in content and "flags" not in response.json()
     assert reviewer.email not in content
     assert "notes" not in response.json() and "decisions" not in response.json()
     history = [entry["action"] for entry in response.json()["history"]]

@@ -183,7 +183,8 @@ def test_submitting_screens_the_request_but_the_applicant_never_sees_the_flags(c
 
     access_request = AccessRequest.objects.get(applicant=applicant)
     codes = set(ScreeningFlag.objects.filter(request=access_request).values_list("code", flat=True))
-    assert codes == {ScreeningFlagCode.FREE_MAIL_DOMAIN, ScreeningFlagCode.SHORT_USE_CASE}
+    # The form accepted the 200 characters, so they are not flagged as short.
+    assert codes == {ScreeningFlagCode.FREE_MAIL_DOMAIN}
     event = AuditEvent.objects.get(action="access_request.submitted", target_id=str(access_request.pk))
     assert sorted(event.details["flags"]) == sorted(codes)
     page = _page(response)
@@ -249,7 +250,11 @@ def test_a_license_changed_between_reading_and_submitting_is_shown_and_must_be_a
     page = _page(response)
     assert f'<input type="hidden" name="license_id" value="{license_v2.pk}">' in page
     assert "I have read the LLaMA License, version 2.0, and agree to its terms." in page
-    assert '<input type="checkbox" name="agree" id="id_agree">' in page  # agreed to 1.0, not to 2.0
+    # Agreed to 1.0, not to 2.0: unticked, and marked with the license's error.
+    unticked = (
+        '<input type="checkbox" name="agree" id="id_agree" aria-invalid="true" aria-describedby="id_license_id_error">'
+    )
+    assert unticked in page
     assert 'value="Ada Lovelace"' in page
     assert not AccessRequest.objects.exists()
 
@@ -360,7 +365,7 @@ def test_status_page_of_a_rejected_request_gives_the_reason(researcher, research
     assert "Not approved." in page
     assert 'data-testid="rejection-reason"' in page
     assert "The use case is commercial; we cannot approve it." in page
-    assert 'class="outcome outcome-declined">Declined' in page
+    assert 'class="outcome outcome-declined" data-testid="outcome">Not approved' in page
     assert "Withdraw this request" not in page
 
 
@@ -371,7 +376,7 @@ def test_status_page_says_when_a_second_reviewer_must_approve(researcher, resear
     page = _text(researcher_client.get(f"/requests/{access_request.pk}/"))
 
     assert "One reviewer has approved it." in page
-    assert "need 1 more approval by a different reviewer" in page
+    assert "LLaMA 65B needs 1 more approval by a different reviewer" in page
 
 
 def test_status_page_of_an_approved_request_points_to_the_license(researcher, researcher_client, reviewer, license_v1):
@@ -381,7 +386,7 @@ def test_status_page_of_an_approved_request_points_to_the_license(researcher, re
     page = _page(researcher_client.get(f"/requests/{access_request.pk}/"))
 
     assert "Approved." in page
-    assert 'class="outcome outcome-approved">Approved' in page
+    assert 'class="outcome outcome-approved" data-testid="outcome">Approved: accept the license' in page
     assert 'href="/grants/"' in page
 
 

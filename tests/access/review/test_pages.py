@@ -43,7 +43,7 @@ from portal import roles
 from portal.models import User
 from tests.factories import UserFactory
 
-ENROL_URL = "/accounts/2fa/totp/activate/"
+ENROL_URL = "/accounts/2fa/required/"  # why an authenticator app is required, then its set-up
 LOGIN_URL = "/accounts/login/"
 
 
@@ -237,6 +237,11 @@ def test_queue_shows_counts_and_waiting_requests_oldest_first_with_age_badges(
 
 def test_queue_shows_flags_as_badges(reviewer_client, llama_catalog, submit):
     flagged = submit(UserFactory(email="someone@gmail.com"), "llama-7b", use_case="Short but valid. " * 10)
+    # A use case the form accepted is not flagged short; one accepted under a lower minimum is.
+    assert not flagged.flags.filter(code=ScreeningFlagCode.SHORT_USE_CASE).exists()
+    ScreeningFlag.objects.create(
+        request=flagged, code=ScreeningFlagCode.SHORT_USE_CASE, reason="The use case has 170 characters."
+    )
 
     page = _text(reviewer_client.get(reverse("review-queue")))
 
@@ -517,6 +522,10 @@ def test_detail_page_shows_the_whole_application_and_what_reviewers_know(
         use_case="Short but valid. " * 10,
     )  # fmt: skip
     ReviewNote.objects.create(request=access_request, author=reviewer, text="Checked the lab's website.")
+    # Accepted under a lower minimum than today's: flagged short on resubmission.
+    ScreeningFlag.objects.create(
+        request=access_request, code=ScreeningFlagCode.SHORT_USE_CASE, reason="The use case has 170 characters."
+    )
 
     response = reviewer_client.get(reverse("review-detail", args=[access_request.pk]))
 
@@ -529,7 +538,8 @@ def test_detail_page_shows_the_whole_application_and_what_reviewers_know(
     assert earlier.reference in page and "Rejected" in page  # the applicant's other requests
     assert "LLaMA 13B" in page  # and their grants
     assert "Checked the lab&#x27;s website." in page
-    assert "access_request.submitted" in page and "short_use_case" in page  # the whole history, flags too
+    # The whole history, in words: no action codes or Python values.
+    assert "Submitted by ada@uni.example.edu for LLaMA 7B" in page and "access_request.submitted" not in page
     assert 'data-testid="approve-form"' in page
 
 

@@ -157,12 +157,13 @@ def test_automatic_approval_needs_every_requested_variant_to_allow_it(
     ("email", "fields"),
     [
         ("ada@gmail.com", {}),  # free mail, even when allow-listed
-        ("ada@uni.example.edu", {"use_case": "z" * 200}),  # short use case
+        ("ada@uni.example.edu", {"full_name": "Grace Hopper", "affiliation": "Navy Lab"}),  # possible duplicate
         ("ada@uni.example.edu", {"country": "IR"}),  # embargoed country
     ],
 )
 def test_automatic_approval_never_applies_when_a_flag_is_raised(llama_catalog, email, fields, allow_list, submit):
     allow_list("llama-demo-tiny", "uni.example.edu", "gmail.com")
+    submit(UserFactory(), "llama-7b", full_name="Grace Hopper", affiliation="Navy Lab")  # someone else's request
 
     access_request = submit(UserFactory(email=email), "llama-demo-tiny", **fields)
 

@@ -324,29 +324,33 @@ def test_a_second_reviewers_approval_approves_the_65b_request(
     assert actions == ["access_request.approved", "grant.created"]
 
 
-def test_nothing_is_granted_until_every_approved_variant_has_its_approvals(
-    researcher, reviewer, second_reviewer, llama_catalog, submit
+def test_a_one_reviewer_variant_is_granted_while_a_two_reviewer_variant_waits(
+    researcher, reviewer, second_reviewer, llama_catalog, submit, decisions_by_slug
 ):
     access_request = submit(researcher, "llama-7b", "llama-65b")
 
     access_request_approve(access_request=access_request, reviewer=reviewer)
     assert _reload(access_request).status == RequestStatus.IN_REVIEW
-    assert not Grant.objects.exists()
+    assert decisions_by_slug(access_request) == {"llama-7b": "approved", "llama-65b": "pending"}
+    assert _grants(researcher) == {"llama-7b": "license_required"}
 
     access_request_approve(access_request=access_request, reviewer=second_reviewer)
     assert _reload(access_request).status == RequestStatus.APPROVED
     assert _grants(researcher) == {"llama-7b": "license_required", "llama-65b": "license_required"}
 
 
-def test_a_second_reviewer_may_approve_fewer_variants_than_the_first(
+def test_a_second_reviewer_may_decline_what_the_first_approved_but_not_what_was_granted(
     researcher, reviewer, second_reviewer, llama_catalog, submit, llama, decisions_by_slug
 ):
     access_request = submit(researcher, "llama-7b", "llama-65b")
     access_request_approve(access_request=access_request, reviewer=reviewer)
 
-    access_request_approve(access_request=access_request, reviewer=second_reviewer, variants=llama("llama-7b"))
+    # 7B was granted with the first approval; the second reviewer can only decide 65B now.
+    with pytest.raises(ValidationError):
+        access_request_approve(access_request=access_request, reviewer=second_reviewer, variants=llama("llama-7b"))
+    access_request_reject(access_request=access_request, reviewer=second_reviewer, reason="65B is not needed.")
 
-    assert _reload(access_request).status == RequestStatus.APPROVED
+    assert _reload(access_request).status == RequestStatus.APPROVED  # it did give access, to 7B
     assert decisions_by_slug(access_request) == {"llama-7b": "approved", "llama-65b": "declined"}
     assert _grants(researcher) == {"llama-7b": "license_required"}
 
