@@ -26,7 +26,10 @@ migrate: install
 run: migrate
 	$(PY) manage.py run_local
 
+# The browser tests' accessibility engine (axe-core, from the npm registry, checked against its
+# published sha512) is fetched once into the venv.
 test: check
+	$(PY) -m tests.axe_core >/dev/null
 	$(PY) -m pytest
 
 # The layout's import rules (pyproject.toml [tool.importlinter]), Django's system checks, and no
