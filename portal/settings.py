@@ -10,6 +10,7 @@ Two modes, chosen by PORTAL_ENV:
 Every variable is documented in .env.example.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -525,9 +526,21 @@ SCREENING_EMBARGOED_COUNTRIES = env.list("SCREENING_EMBARGOED_COUNTRIES", defaul
 REVIEW_THROUGHPUT_WINDOW_DAYS = env.int("REVIEW_THROUGHPUT_WINDOW_DAYS", default=28)
 REVIEW_DEFAULT_DECISIONS_PER_DAY = env.float("REVIEW_DEFAULT_DECISIONS_PER_DAY", default=5.0)
 REVIEW_ESTIMATE_PRIOR_DECISIONS = env.int("REVIEW_ESTIMATE_PRIOR_DECISIONS", default=20)
-if REVIEW_DEFAULT_DECISIONS_PER_DAY <= 0 or REVIEW_ESTIMATE_PRIOR_DECISIONS < 1:
+if not (
+    REVIEW_THROUGHPUT_WINDOW_DAYS >= 1
+    and math.isfinite(REVIEW_DEFAULT_DECISIONS_PER_DAY)
+    and REVIEW_DEFAULT_DECISIONS_PER_DAY >= 0.01
+    and REVIEW_ESTIMATE_PRIOR_DECISIONS >= 1
+):
     raise ImproperlyConfigured(
-        "REVIEW_DEFAULT_DECISIONS_PER_DAY must be above 0 and REVIEW_ESTIMATE_PRIOR_DECISIONS at least 1."
+        "REVIEW_THROUGHPUT_WINDOW_DAYS must be at least 1, REVIEW_DEFAULT_DECISIONS_PER_DAY a number of at "
+        "least 0.01 and REVIEW_ESTIMATE_PRIOR_DECISIONS at least 1."
+    )
+if "SCREENING_SHORT_USE_CASE_CHARS" in os.environ:
+    # Removed: a use case the form accepts must never be flagged as short.
+    raise ImproperlyConfigured(
+        "SCREENING_SHORT_USE_CASE_CHARS is no longer read: the 'use case is short' flag follows "
+        "REQUEST_USE_CASE_MIN_CHARS, the form's own minimum. Remove it from the environment."
     )
 # Reviewers hear of new requests at once ("immediate") or in one daily email ("digest").
 REVIEWER_NOTIFICATIONS = env.str("REVIEWER_NOTIFICATIONS", default="immediate")

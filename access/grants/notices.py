@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from access.catalog.selectors import license_current
 from access.grants.models import Grant
+from access.grants.selectors import grant_effective_status
 from access.notifications.services import EMAIL_TASK_OPTIONS, absolute_url, email_send
 
 # The grant's status after each change, and the template that tells the holder about it.
@@ -41,6 +42,8 @@ def notify_grant_changed(grant_id: int, kind: str, reason: str = "") -> None:
         template=NOTICE_TEMPLATES[kind],
         context={
             "grant": grant,
+            # As enforced: a license that changed meanwhile, or an end date that passed, still holds.
+            "effective_status": grant_effective_status(grant),
             "name": holder_name(grant),
             "reason": reason,
             "license": license_version,

@@ -106,7 +106,9 @@ class GrantSuspendSerializer(serializers.Serializer):
 
 
 class GrantReinstateSerializer(serializers.Serializer):
-    reason = review_text_field(required=False, allow_blank=True, default="")
+    reason = review_text_field(
+        required=False, allow_blank=True, default="", help_text="Optional; the researcher reads it in the email."
+    )
 
 
 class ReviewGrantFilterSerializer(serializers.Serializer):

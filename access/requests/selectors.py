@@ -39,6 +39,9 @@ APPLICANT_HISTORY_ACTIONS = {
 }
 
 
+ESTIMATE_MAX_DAYS = 3650
+
+
 def decisions_in_window(*, now: dt.datetime | None = None) -> int:
     """Requests approved or rejected in the last REVIEW_THROUGHPUT_WINDOW_DAYS days."""
     now = now or timezone.now()
@@ -104,7 +107,8 @@ def decision_estimate(access_request: AccessRequest, *, now: dt.datetime | None 
         return None
     now = now or timezone.now()
     decided = decisions_in_window(now=now)
-    days = max(1, math.ceil(position / decisions_per_day(now=now, decided=decided)))
+    # At least a day; at most ten years, which says "not soon" as well as any larger number would.
+    days = min(ESTIMATE_MAX_DAYS, max(1, math.ceil(position / decisions_per_day(now=now, decided=decided))))
     return DecisionEstimate(
         at=now + dt.timedelta(days=days),
         days=days,

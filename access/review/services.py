@@ -399,6 +399,11 @@ def access_request_apply_policies(*, access_request: AccessRequest, auto_approve
     country. Only this round's screening flags count."""
     flags = set(access_request.flags.filter(review_round=access_request.review_round).values_list("code", flat=True))
     pending = pending_variants(access_request)
+    if ScreeningFlagCode.EMBARGOED_COUNTRY in flags and _approved_variants(access_request):
+        # This request already gave access (a partial approval before the applicant's answer moved
+        # them to an embargoed country): declining only what waits would leave that access live
+        # with nobody looking. A reviewer decides, and may revoke.
+        return access_request
     if ScreeningFlagCode.EMBARGOED_COUNTRY in flags:
         embargoed = [v for v in pending if v.auto_reject_embargoed]
         if embargoed and len(embargoed) == len(pending):

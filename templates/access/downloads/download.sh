@@ -15,7 +15,7 @@ MODEL_NAME={{ model_name_word }}
 GRANTS_URL={{ grants_url }}
 
 fail() {
-    echo "download.sh: $1" >&2
+    printf 'download.sh: %s\n' "$1" >&2
     exit 1
 }
 
@@ -38,10 +38,10 @@ explain() {  # $1: file name, $2: URL, $3: HTTP status of the failed request (""
     case "$3" in
         "" | 000) fail "could not download $MODEL/$1 (no answer from the server). Check the connection and run this script again to resume." ;;
     esac
-    # Only a refusal (4xx) is asked again for its reason: after a server error the second request
-    # could succeed, and even one byte counts against the link's downloads.
+    # Only a lasting refusal is asked again for its reason: after a server error or a rate limit
+    # the second request could succeed, and even one byte counts against the link's downloads.
     case "$3" in
-        4??)
+        403 | 404 | 410)
             reason=$(reason_of "$2")
             if [ -n "$reason" ]; then fail "$MODEL/$1: refused ($3): $reason"; fi
             ;;

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from access.catalog.models import ModelVariant
+from access.catalog.services import license_publish
 from access.catalog.selectors import license_current
 from access.grants.models import GrantStatus
 from access.grants.services import grant_accept_license, grant_reinstate, grant_revoke, grant_suspend
@@ -108,8 +109,25 @@ def test_a_grant_reinstated_before_its_license_was_accepted_asks_for_the_license
     ]
     live_grant.refresh_from_db()
     assert live_grant.status == GrantStatus.LICENSE_REQUIRED
-    assert "Accept the license on your access page" in mailoutbox[1].body
+    assert "Accept the current license on your access page" in mailoutbox[1].body
     assert "Note from the reviewer" not in mailoutbox[1].body
+
+
+def test_a_grant_reinstated_after_the_license_changed_asks_for_the_new_license_not_says_it_works(
+    approved_grant, reviewer, llama_catalog, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_suspend(grant=approved_grant, actor=reviewer, reason="Checking the affiliation.")
+    license_publish(family=llama_catalog, version="2.0", title="LLaMA License 2.0", text="# New terms\n\nRead them.")
+    mailoutbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_reinstate(grant=approved_grant, actor=reviewer, reason="Affiliation confirmed.")
+
+    (back,) = mailoutbox
+    for part in _parts(back):
+        assert "Accept the current license on your access page" in part
+        assert "You can use the weights again" not in part
 
 
 def test_nothing_is_sent_until_the_revocation_commits_nor_for_a_refused_one(

@@ -4,6 +4,9 @@ decisions of the window, so one decision never moves the estimate by weeks (issu
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -157,3 +160,38 @@ def test_a_decided_request_has_no_estimate(pace, llama_catalog, researcher, rese
 
     body = researcher_api.get(f"/api/v1/access-requests/{access_request.pk}").json()
     assert (body["estimated_decision_at"], body["estimated_days"], body["estimate_basis"]) == (None, None, None)
+
+
+def test_a_very_slow_default_pace_gives_a_far_date_not_an_error(settings, queued):
+    settings.REVIEW_THROUGHPUT_WINDOW_DAYS = 28
+    settings.REVIEW_DEFAULT_DECISIONS_PER_DAY = 0.01
+    settings.REVIEW_ESTIMATE_PRIOR_DECISIONS = 20
+    waiting = queued(3)
+
+    estimate = decision_estimate(waiting, now=NOW)
+
+    assert estimate.days == 300
+    settings.REVIEW_DEFAULT_DECISIONS_PER_DAY = 0.0001  # below what the settings accept: capped all the same
+    assert decision_estimate(waiting, now=NOW).days == 3650
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("REVIEW_THROUGHPUT_WINDOW_DAYS", "0"),
+        ("REVIEW_DEFAULT_DECISIONS_PER_DAY", "0"),
+        ("REVIEW_ESTIMATE_PRIOR_DECISIONS", "0"),
+        ("SCREENING_SHORT_USE_CASE_CHARS", "400"),
+    ],
+)
+def test_settings_that_would_break_the_estimate_or_are_gone_stop_the_portal_from_starting(variable, value):
+    run = subprocess.run(
+        [sys.executable, "-c", "import portal.settings"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode != 0
+    assert "ImproperlyConfigured" in run.stderr and variable in run.stderr

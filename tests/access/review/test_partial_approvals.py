@@ -10,7 +10,7 @@ from access.catalog.models import ModelVariant
 from access.grants.models import Grant
 from access.requests.models import MessageKind, RequestStatus
 from access.requests.selectors import request_history
-from access.requests.services import access_request_resubmit, access_request_withdraw
+from access.requests.services import access_request_edit, access_request_resubmit, access_request_withdraw
 from access.review.services import access_request_approve, access_request_reject, access_request_request_info
 
 
@@ -82,7 +82,7 @@ def test_naming_the_granted_model_again_approves_only_what_waits(
 
 def test_a_reject_after_a_partial_approval_declines_only_what_waits(
     researcher, second_reviewer, partly_approved, decisions_by_slug, audit_event_for, mailoutbox,
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, client, login_with_password,
 ):  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
         result = access_request_reject(
@@ -102,6 +102,10 @@ def test_a_reject_after_a_partial_approval_declines_only_what_waits(
     (email,) = [m for m in mailoutbox if m.to == [researcher.email]]
     assert "Not approved:\n- LLaMA 65B" in email.body and "Reason: The 65B model is not needed" in email.body
     assert [e["label"] for e in request_history(partly_approved)][-1] == "The models still waiting were not approved"
+    login_with_password(client, researcher)
+    page = client.get(f"/requests/{partly_approved.pk}/").content.decode()
+    assert "The reviewers' reason for what was not approved" in page
+    assert "The 65B model is not needed for this." in page
 
 
 def test_withdrawing_after_a_partial_approval_keeps_what_was_granted(
@@ -129,6 +133,20 @@ def test_more_information_after_a_partial_approval_starts_a_new_round_for_what_w
     result = access_request_approve(access_request=partly_approved, reviewer=reviewer)
     assert result.status == RequestStatus.APPROVED
     assert decisions_by_slug(partly_approved) == {"llama-7b": "approved", "llama-65b": "approved"}
+
+
+def test_an_answer_that_moves_the_applicant_to_an_embargoed_country_goes_to_a_reviewer_not_the_policy(
+    researcher, reviewer, second_reviewer, partly_approved, decisions_by_slug, application
+):
+    # 7B was granted before the question; the policy declining only 65B would leave 7B's access
+    # live with nobody looking at the new country.
+    access_request_request_info(access_request=partly_approved, reviewer=second_reviewer, message="Where exactly?")
+    access_request_edit(access_request=partly_approved, applicant=researcher, data=application(country="IR"))
+    result = access_request_resubmit(access_request=partly_approved, applicant=researcher)
+
+    assert result.status in (RequestStatus.SUBMITTED, RequestStatus.IN_REVIEW)
+    assert decisions_by_slug(partly_approved) == {"llama-7b": "approved", "llama-65b": "pending"}
+    assert result.flags.filter(code="embargoed_country", review_round=result.review_round).exists()
 
 
 def test_the_request_page_names_the_model_that_waits_for_a_second_reviewer(
