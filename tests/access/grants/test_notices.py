@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from access.catalog.models import ModelVariant
-from access.catalog.services import license_publish
 from access.catalog.selectors import license_current
+from access.catalog.services import license_publish
 from access.grants.models import GrantStatus
 from access.grants.services import grant_accept_license, grant_reinstate, grant_revoke, grant_suspend
 from access.review.services import access_request_approve
