@@ -306,7 +306,13 @@ def _decision_message(access_request: AccessRequest, decision: str) -> str:
     if decision == DecisionKind.APPROVE:
         if access_request.status == RequestStatus.APPROVED:
             return f"{reference} is approved. The applicant is asked to accept the license."
-        return f"Your approval of {reference} is recorded. A second reviewer must approve it too."
+        decisions = list(access_request.requested_variants.select_related("variant"))
+        granted = [rv.variant.name for rv in decisions if rv.decision == VariantDecision.APPROVED]
+        waiting = [rv.variant.name for rv in decisions if rv.decision == VariantDecision.PENDING]
+        waits = f"{', '.join(waiting)} {'waits' if len(waiting) == 1 else 'wait'} for a second reviewer's approval."
+        if granted:
+            return f"{reference}: {', '.join(granted)} granted; the applicant is asked to accept the license. {waits}"
+        return f"Your approval of {reference} is recorded. {waits}"
     if decision == DecisionKind.REJECT:
         return f"{reference} is rejected. The applicant can read the reason on their status page."
     return f"More information requested for {reference}. It comes back to the queue when the applicant resubmits."

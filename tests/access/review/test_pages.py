@@ -720,6 +720,25 @@ def test_deciding_an_already_decided_request_is_a_conflict(reviewer_client, pend
 # --- The two-person rule and one's own request ------------------------------------------
 
 
+def test_approving_7b_and_65b_on_the_page_says_7b_is_granted_and_65b_waits(
+    reviewer_client, researcher, llama_catalog, submit
+):
+    access_request = submit(researcher, "llama-7b", "llama-65b")
+
+    response = reviewer_client.post(
+        reverse("review-decision", args=[access_request.pk]),
+        {"decision": "approve", "variants": ["llama-7b", "llama-65b"]},
+        follow=True,
+    )
+
+    page = _text(response)
+    assert (
+        f"{access_request.reference}: LLaMA 7B granted; the applicant is asked to accept the license. "
+        "LLaMA 65B waits for a second reviewer&#x27;s approval."
+    ) in page
+    assert Grant.objects.filter(user=researcher, variant__slug="llama-7b").exists()
+
+
 def test_65b_stays_in_review_after_one_approval_and_is_approved_after_a_second_reviewers(
     reviewer_client, second_reviewer_client, reviewer, second_reviewer, researcher, pending_65b
 ):
@@ -732,7 +751,7 @@ def test_65b_stays_in_review_after_one_approval_and_is_approved_after_a_second_r
     assert _reload(pending_65b).status == RequestStatus.IN_REVIEW
     assert not Grant.objects.filter(user=researcher).exists()
     page = _text(response)
-    assert "A second reviewer must approve it too." in page
+    assert "Your approval of " in page and "LLaMA 65B waits for a second reviewer&#x27;s approval." in page
     assert f"1 of 2: {reviewer.email}" in page
     assert 'data-testid="second-approval-needed">1 more approval by a different reviewer needed' in page
     assert 'data-testid="you-approved"' in page
