@@ -236,7 +236,11 @@ def _request_outcome(access_request: AccessRequest, outcomes: list[VariantOutcom
         hit = [o for o in granted if o.status == state]
         if hit:
             word = {"revoked": "Access revoked", "suspended": "Access suspended", "expired": "Access ended"}[state]
-            return state, word if len(hit) == len(granted) else f"{word} for some models"
+            label = word if len(hit) == len(granted) else f"{word} for some models"
+            if access_request.is_open:
+                # Other models of the request still wait for a reviewer: the badge says both.
+                label += "; the rest is in review"
+            return state, label
     if access_request.status == RequestStatus.IN_REVIEW and granted:
         return "in_review", "Partly approved"
     if access_request.status == RequestStatus.APPROVED and any(o.status == "declined" for o in outcomes):

@@ -104,3 +104,19 @@ def test_the_requests_page_reads_the_grants_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(15):
         page = researcher_client.get("/requests/").content.decode()
     assert page.count(">Access revoked<") == 3
+
+
+def test_a_revoked_model_of_a_request_still_in_review_says_the_rest_is_in_review(
+    researcher, reviewer, llama_catalog, submit, researcher_client
+):
+    # 7B granted at the first approval, 65B waiting for a second reviewer; then 7B revoked.
+    access_request = submit(researcher, "llama-7b", "llama-65b")
+    access_request_approve(access_request=access_request, reviewer=reviewer)
+    grant_revoke(grant=_grant("llama-7b"), actor=reviewer, reason=REASON)
+
+    pages = _pages(researcher_client, access_request)
+
+    assert 'data-testid="request-status">Access revoked; the rest is in review<' in pages["request"]
+    assert 'data-testid="request-status">Access revoked; the rest is in review<' in pages["requests"]
+    row = pages["request"].split('data-testid="outcome-llama-65b"')[1].split("</tr>")[0]
+    assert "Waits for a second reviewer" in row
