@@ -75,6 +75,7 @@ class DecisionEstimate:
 
     at: dt.datetime
     days: int
+    position: int  # place in the queue, 1 for the oldest
     decisions: int  # decided requests in the window
     window_days: int
     from_history: bool  # False while the default pace outweighs the decisions seen
@@ -112,6 +113,7 @@ def decision_estimate(access_request: AccessRequest, *, now: dt.datetime | None 
     return DecisionEstimate(
         at=now + dt.timedelta(days=days),
         days=days,
+        position=position,
         decisions=decided,
         window_days=settings.REVIEW_THROUGHPUT_WINDOW_DAYS,
         from_history=decided >= settings.REVIEW_ESTIMATE_PRIOR_DECISIONS,

@@ -19,7 +19,6 @@ from access.requests.models import AccessRequest, MessageKind, RequestStatus
 from access.requests.selectors import (
     access_request_get_for_applicant,
     decision_estimate,
-    queue_position,
     request_history,
     requests_annotate_outcomes,
     requests_for_applicant,
@@ -98,6 +97,7 @@ def request_detail(request, pk: int):
     approvals = {access_request.pk: approvals_by_variant(access_request)} if access_request.is_open else {}
     requests_annotate_outcomes([access_request], approvals=approvals)
     outcomes = access_request.outcomes
+    estimate = decision_estimate(access_request)
     return render(
         request,
         "access/apply/request_detail.html",
@@ -111,8 +111,9 @@ def request_detail(request, pk: int):
             # The thread only: reviewer notes and screening flags never reach this page.
             "thread": access_request.messages.select_related("author"),
             "history": request_history(access_request),
-            "position": queue_position(access_request),
-            "estimate": decision_estimate(access_request),
+            # The estimate counts the queue position itself: counted once per page.
+            "position": estimate.position if estimate else None,
+            "estimate": estimate,
             "approval_progress": approval_progress(access_request),
             "has_grants": access_request.grants.exists(),
             "withdraw_form": WithdrawForm(),
