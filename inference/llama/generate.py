@@ -1,4 +1,5 @@
-"""Generation: prefill, then one token per step from the static KV cache.
+"""Generation: prefill, then one token per step from the static KV cache; and scoring, the prefill
+alone, which gives every prompt token's log-probability (what evaluation harnesses need).
 
 Prompts of different lengths share a batch without padding tricks: each row keeps its own positions,
 and slots a row has not reached yet are masked, so a row's numbers are those of running it alone.
@@ -16,13 +17,16 @@ from inference.llama.model import Transformer
 from inference.llama.tokenizer import IncrementalDecoder, Tokenizer
 
 SYNC_EVERY = 8  # batched generate looks at finished rows on the host only this often
+# Scoring puts this many positions at a time through the output layer: their logits, positions x
+# vocabulary floats (64 MB at 512 x 32,000), are what scoring holds in memory beyond the prefill.
+SCORE_CHUNK_POSITIONS = 512
 
 
 @dataclass
 class SamplingParams:
     """temperature 0 is greedy; top_k 0 and top_p 1 disable those filters; seed makes sampling repeatable."""
 
-    max_new_tokens: int = 16
+    max_new_tokens: int = 16  # 0: the prefill only (scoring)
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
@@ -32,8 +36,8 @@ class SamplingParams:
     top_logprobs: int = 0  # also the k most likely ids at each step, with their logprobs (OpenAI: up to 5)
 
     def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1.")
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be 0 (score only) or more.")
         if self.temperature < 0:
             raise ValueError("temperature must be 0 (greedy) or more.")
         if not 0 < self.top_p <= 1:
@@ -62,6 +66,27 @@ class DecodeStep(NamedTuple):
     logprobs: torch.Tensor | None = None
     top_logprobs: torch.Tensor | None = None
     top_ids: torch.Tensor | None = None
+
+
+@dataclass
+class PromptScores:
+    """One prompt scored. For each token after the first, in order: its log-probability given the
+    tokens before it (log_softmax of the unscaled logits), and the top_k most likely ids at that
+    position with theirs (empty lists when top_k is 0). The first token has none: nothing precedes it."""
+
+    logprobs: list[float]
+    top_ids: list[list[int]] = field(default_factory=list)
+    top_logprobs: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class PromptScoring:
+    """Scoring asked of decode_steps' prefill: which rows (None: all) and how many alternatives per
+    position; the prefill fills ``results`` (row -> PromptScores) before the first step."""
+
+    rows: frozenset[int] | None = None
+    top_k: int = 0
+    results: dict[int, PromptScores] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,8 +128,9 @@ def _generator(params: SamplingParams, device: torch.device) -> torch.Generator 
     return gen
 
 
-def decode_steps(model: Transformer, prompts: list[list[int]], params: SamplingParams) -> Iterator[DecodeStep]:
-    """Yield a DecodeStep per step, max_new_tokens times."""
+def _prefill(model: Transformer, prompts: list[list[int]], extra_positions: int, scoring: PromptScoring | None):
+    """Run every prompt through the model at once, leaving the cache ready for extra_positions more
+    tokens per row; the logits (B, V) after each prompt's last token. Fills scoring's results."""
     if not prompts or any(not p for p in prompts):
         raise ValueError("every prompt needs at least one token (encode with bos).")
     if any(t < 0 for p in prompts for t in p):
@@ -112,13 +138,66 @@ def decode_steps(model: Transformer, prompts: list[list[int]], params: SamplingP
     device = model.output.weight.device
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     width = max(len(p) for p in prompts)
-    model.setup_caches(len(prompts), width + params.max_new_tokens)
+    model.setup_caches(len(prompts), width + extra_positions)
     # Right-pad with id 0 (unk; any valid id would do): the padding's cache slots are overwritten
-    # before any row can attend to them.
+    # before any row can attend to them, and no score is read at a padded position.
     tokens = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
     positions = torch.arange(width, device=device).expand(len(prompts), width)
     with torch.no_grad():
-        logits = model(tokens, positions, logits_at=lengths - 1)
+        hidden = model.hidden(tokens, positions)
+        last = model.logits(hidden[torch.arange(len(prompts), device=device), lengths - 1])
+        if scoring is not None:
+            scoring.results = _prompt_scores(model, hidden, tokens, [len(p) for p in prompts], scoring)
+    return last
+
+
+def _prompt_scores(
+    model: Transformer, hidden: torch.Tensor, tokens: torch.Tensor, lengths: list[int], scoring: PromptScoring
+) -> dict[int, PromptScores]:
+    """Each scored row's log p(token i | tokens before i) for i >= 1, from the prefill's states: the
+    positions of all rows go through the output layer together, SCORE_CHUNK_POSITIONS at a time."""
+    rows = range(len(lengths)) if scoring.rows is None else sorted(scoring.rows)
+    row_index = [row for row in rows for _ in range(lengths[row] - 1)]
+    position = [i for row in rows for i in range(lengths[row] - 1)]
+    device = hidden.device
+    chosen, top_values, top_ids = [], [], []
+    for start in range(0, len(position), SCORE_CHUNK_POSITIONS):
+        r = torch.tensor(row_index[start : start + SCORE_CHUNK_POSITIONS], device=device)
+        p = torch.tensor(position[start : start + SCORE_CHUNK_POSITIONS], device=device)
+        logprobs = torch.log_softmax(model.logits(hidden[r, p]), dim=-1)
+        chosen.append(logprobs.gather(-1, tokens[r, p + 1].unsqueeze(-1)).squeeze(-1))
+        if scoring.top_k:
+            top = logprobs.topk(min(scoring.top_k, logprobs.shape[-1]), dim=-1)
+            top_values.append(top.values)
+            top_ids.append(top.indices)
+    # One copy to the host for the whole batch.
+    flat = torch.cat(chosen).tolist() if chosen else []
+    flat_top = torch.cat(top_values).tolist() if top_values else []
+    flat_ids = torch.cat(top_ids).tolist() if top_ids else []
+    results, at = {}, 0
+    for row in rows:
+        n = lengths[row] - 1
+        results[row] = PromptScores(flat[at : at + n], flat_ids[at : at + n], flat_top[at : at + n])
+        at += n
+    return results
+
+
+def score(model: Transformer, prompts: list[list[int]], *, top_k: int = 0) -> list[PromptScores]:
+    """Score a batch of prompts (ids, any mix of lengths) without generating: one PromptScores per
+    prompt, in order; the numbers of transformers' LlamaForCausalLM on the same weights."""
+    scoring = PromptScoring(top_k=top_k)
+    _prefill(model, [list(p) for p in prompts], 0, scoring)
+    return [scoring.results[row] for row in range(len(prompts))]
+
+
+def decode_steps(
+    model: Transformer, prompts: list[list[int]], params: SamplingParams, scoring: PromptScoring | None = None
+) -> Iterator[DecodeStep]:
+    """Yield a DecodeStep per step, max_new_tokens times. With scoring, the prefill also scores the
+    prompts it asks for (its results are filled before the first step)."""
+    logits = _prefill(model, prompts, params.max_new_tokens, scoring)
+    device = logits.device
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
     generator = _generator(params, device)
     pos = (lengths - 1).unsqueeze(1)
     for step in range(params.max_new_tokens):
@@ -150,6 +229,8 @@ class Sequence:
         self.completion = Completion(prompt_tokens=prompt, logprobs=[] if params.logprobs else None)
         self.decoder = IncrementalDecoder(tokenizer)
         self.pending = ""  # decoded text held back because it could be the start of a stop sequence
+        if params.max_new_tokens == 0:
+            self.completion.finish_reason = "length"  # scoring only: nothing to generate
 
     def push(self, token: int, logprob: float | None) -> str:
         """Consume one generated id; return the text that may be shown now."""

@@ -5,6 +5,10 @@ transformers is a test and benchmark dependency only; it is imported here, never
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import torch
 
 from inference.llama.model import Transformer
@@ -54,3 +58,25 @@ def to_hf(model: Transformer, *, permute: bool = True, attn_implementation: str 
     reference = LlamaForCausalLM(config).to(device=weight.device, dtype=weight.dtype)
     reference.load_state_dict({k: v.clone() for k, v in hf.items()}, strict=True)
     return reference.eval()
+
+
+def hf_tokenizer_save(tokenizer_model: str | Path, out_dir: str | Path) -> Path:
+    """LLaMA's tokenizer as a transformers folder (tokenizer.model and tokenizer_config.json, as the
+    published LLaMA conversions have them); AutoTokenizer builds its LlamaTokenizer from these."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer_model, out_dir / "tokenizer.model")
+    config = {
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
+    }  # fmt: skip
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return out_dir
+
+
+def hf_checkpoint_save(model: Transformer, tokenizer_model: str | Path, out_dir: str | Path) -> Path:
+    """The model in transformers' layout (config.json, model.safetensors, generation_config.json)
+    with its tokenizer: a folder `from_pretrained` and lm-evaluation-harness's `hf` model load."""
+    out_dir = Path(out_dir)
+    to_hf(model).save_pretrained(out_dir)
+    return hf_tokenizer_save(tokenizer_model, out_dir)

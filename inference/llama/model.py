@@ -220,6 +220,14 @@ class Transformer(nn.Module):
         With logits_at (B,), only the hidden state at that index of each row goes through the output
         layer, giving (B, V): prefill needs just the last prompt token of each row.
         """
+        h = self.hidden(tokens, input_pos)
+        if logits_at is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), logits_at]
+        return self.logits(h)
+
+    def hidden(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        """The last layer's states (B, T, dim) for tokens (B, T) at positions input_pos (B, T),
+        before the final norm; each position's keys and values are written to the cache."""
         if self.freqs_cis is None:
             self.setup_caches(tokens.shape[0], tokens.shape[1])
         h = self.tok_embeddings(tokens)
@@ -228,8 +236,10 @@ class Transformer(nn.Module):
         mask = (self.cache_positions <= input_pos.unsqueeze(-1)).unsqueeze(1)
         for layer in self.layers:
             h = layer(h, freqs_cis, input_pos, mask)
-        if logits_at is not None:
-            h = h[torch.arange(h.shape[0], device=h.device), logits_at]
+        return h
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer over states from hidden(): logits in float32, one per state."""
         return linear(self.norm(h), self.output.weight).float()
 
 

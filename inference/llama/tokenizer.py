@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -26,13 +27,77 @@ class Tokenizer:
         self.eos_id = self.sp.eos_id()
         self.pad_id = self.sp.pad_id()
 
-    def encode(self, text: str, *, bos: bool = True, eos: bool = False) -> list[int]:
-        """Token ids of text, with bos first (as Meta's generate does) and optionally eos last."""
-        ids = self.sp.encode(text)
+        # The control and unknown pieces ("<unk>", "<s>", "</s>"): plain text to SentencePiece, but
+        # the special tokens themselves to transformers' tokenizers, which an API's users expect.
+        self.special_ids = {
+            self.sp.id_to_piece(i): i for i in range(self.n_words) if self.sp.is_control(i) or self.sp.is_unknown(i)
+        }
+        names = sorted(self.special_ids, key=len, reverse=True)
+        self._special_split = re.compile("(" + "|".join(re.escape(name) for name in names) + ")") if names else None
+
+    def encode(self, text: str, *, bos: bool = True, eos: bool = False, special: bool = False) -> list[int]:
+        """Token ids of text, with bos first (as Meta's generate does) and optionally eos last.
+
+        special: the names of special tokens in the text ("<s>", "</s>", "<unk>") become those tokens,
+        as transformers' LlamaTokenizer reads them; the text between them is encoded piece by piece.
+        Meta's generate reads them as plain text (the default)."""
+        if special and self._special_split is not None:
+            ids = []
+            for part in self._special_split.split(text):
+                if part in self.special_ids:
+                    ids.append(self.special_ids[part])
+                elif part:
+                    ids.extend(self.sp.encode(part))
+        else:
+            ids = self.sp.encode(text)
         return [self.bos_id] * bos + ids + [self.eos_id] * eos
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i >= 0])
+
+    def decode_special(self, ids: list[int]) -> str:
+        """Text of ids with special tokens written out ("<s> Hello"), as transformers' decode does:
+        the inverse of encode(special=True) for text that begins with no space."""
+        out: list[str] = []
+        run: list[int] = []
+
+        def flush():
+            if run:
+                text = self.sp.decode(run)
+                # SentencePiece drops a leading word marker as the start of a text; only the first
+                # run is at the start.
+                if out and self.sp.id_to_piece(run[0]).startswith("\u2581"):
+                    text = " " + text
+                out.append(text)
+                run.clear()
+
+        for token_id in ids:
+            if self.sp.is_control(token_id) or self.sp.is_unknown(token_id):
+                flush()
+                out.append(self.sp.id_to_piece(token_id))
+            else:
+                run.append(token_id)
+        flush()
+        return "".join(out)
+
+    def text_offsets(self, ids: list[int]) -> list[int]:
+        """Where each token starts in decode(ids), in characters (OpenAI's text_offset); special
+        tokens add no text. Linear: counted from each piece's bytes, not by decoding prefixes."""
+        offsets, chars, started = [], 0, False
+        for token_id in ids:
+            offsets.append(chars)
+            if self.sp.is_control(token_id) or self.sp.is_unknown(token_id):
+                continue
+            piece = self.sp.id_to_piece(token_id)
+            if self.sp.is_byte(token_id):
+                data = bytes([int(piece[3:-1], 16)])
+            else:
+                data = piece.replace("\u2581", " ").encode()
+                if not started and data.startswith(b" "):
+                    data = data[1:]  # the word marker SentencePiece drops at the start of a text
+            started = True
+            chars += sum(1 for byte in data if byte & 0xC0 != 0x80)  # UTF-8 bytes that start a character
+        return offsets
 
     def piece(self, token_id: int) -> str:
         """One token as text, for logprob listings: its piece with SentencePiece's word marker as a space."""
