@@ -43,6 +43,8 @@ urlpatterns = [
     # The sandbox's OpenAI-compatible API, for every model and for one (per-model base URL).
     path("v1/", include("inference.sandbox.urls")),
     path("sandbox/<slug:slug>/v1/", include(("inference.sandbox.urls", "sandbox-one"))),
+    # Beside it, that model's tokenizer, as lm-evaluation-harness's remote tokenizer reads it.
+    path("sandbox/<slug:slug>/", include("inference.sandbox.tokenizer_urls")),
     # The playground, the researcher's usage page, and the reviewers' view of sandbox use.
     path("", include("inference.sandbox.page_urls")),
     path("api/docs/", api_docs, name="api-docs"),

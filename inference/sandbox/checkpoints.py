@@ -12,6 +12,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 
 from access.catalog.models import ModelVariant
@@ -49,6 +51,30 @@ def checkpoint_fetch(variant: ModelVariant, cache_root: Path) -> Path:
                 raise CheckpointFetchError(f"{variant.slug}: {exc}") from exc
         (folder / VERIFIED).write_text(json.dumps(expected, sort_keys=True))
     return folder
+
+
+def tokenizer_fetch(variant: ModelVariant, cache_root: Path) -> Path:
+    """The local copy of ``variant``'s published tokenizer.model alone (the web processes need it,
+    never the weights), checked against its sha256 and named after it, so new weights with a new
+    tokenizer make a new file. Written under a temporary name and renamed: processes fetching it
+    at once never see half a file."""
+    published = weight_files_published(variant).filter(name="tokenizer.model").first()
+    if published is None:
+        raise CheckpointFetchError(f"No tokenizer.model of {variant.slug} is published; run publish_weights first.")
+    folder = Path(cache_root) / variant.slug / "tokenizers"
+    target = folder / f"{published.sha256[:32]}.model"
+    if target.is_file() and target.stat().st_size == published.size:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{uuid.uuid4().hex}.partial"
+    try:
+        weight_file_fetch(weight_file=published, target=partial)
+        os.replace(partial, target)
+    except WeightFileFetchError as exc:
+        raise CheckpointFetchError(f"{variant.slug}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def _verified(folder: Path) -> dict[str, str] | None:

@@ -54,6 +54,7 @@ class SandboxJob(models.Model):
     records_purged_at = models.DateTimeField(null=True, blank=True)
     # Budgeted before the run (max tokens of every choice), counted after it.
     completion_tokens_reserved = models.PositiveIntegerField(default=0)
+    # Counted at admission (every choice reads its prompt), then what the worker ran.
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     finish_reasons = models.JSONField(default=list, blank=True)

@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from access.audit.services import request_client_ip
 from access.distribution.services import client_network
+from inference.sandbox.checkpoints import CheckpointFetchError
 from inference.sandbox.models import SandboxJob
 from inference.sandbox.openai_params import (
     GenerationRequest,
@@ -42,6 +43,7 @@ from inference.sandbox.services import (
     sandbox_job_check_alive,
     sandbox_job_submit,
 )
+from inference.sandbox.tokenizers import prompt_ids, sandbox_tokenizer
 from inference.sandbox.transport import END_TYPES, transport
 from portal.services import api_token_authenticate
 
@@ -61,7 +63,7 @@ def openai_error(
     return response
 
 
-def _caller(request):
+def api_caller(request):
     """The authenticated user, or the 401 response to send."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
@@ -107,7 +109,7 @@ def _get_only(request):
 @never_cache
 def models_list(request, slug: str | None = None):
     """GET /v1/models: the models the caller may use now. Under /sandbox/<slug>/v1/: that one."""
-    user, refusal = _caller(request)
+    user, refusal = api_caller(request)
     refusal = refusal or _get_only(request)
     if refusal is not None:
         return refusal
@@ -125,7 +127,7 @@ def models_list(request, slug: str | None = None):
 @never_cache
 def model_retrieve(request, model: str, slug: str | None = None):
     """GET /v1/models/{model}: 404 if the sandbox has no such model, 403 if the caller may not use it."""
-    user, refusal = _caller(request)
+    user, refusal = api_caller(request)
     refusal = refusal or _get_only(request)
     if refusal is not None:
         return refusal
@@ -147,21 +149,21 @@ def endpoint_not_found(request, *args, **kwargs):
 # --- Generation: POST /v1/completions and /v1/chat/completions ------------------------------------
 
 
-def _csrf_refusal(request):
+def csrf_refusal(request):
     """A browser session (the playground) must pass Django's CSRF check; bearer tokens need none."""
     return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
 
 
 def _admit(request, slug: str | None, chat: bool):
     """Sync part of a generation request: who, what, whether allowed; the job or the refusal."""
-    user, refusal = _caller(request)
+    user, refusal = api_caller(request)
     if refusal is not None:
         return refusal
     if request.method != "POST":
         response = openai_error(405, f"{request.method} is not allowed here; use POST.", code="method_not_allowed")
         response["Allow"] = "POST"
         return response
-    if not request.META.get("HTTP_AUTHORIZATION") and _csrf_refusal(request) is not None:
+    if not request.META.get("HTTP_AUTHORIZATION") and csrf_refusal(request) is not None:
         return openai_error(403, "CSRF check failed: reload the page.", code="csrf_failed")
     try:
         body = request_body_parse(request.body)
@@ -172,9 +174,14 @@ def _admit(request, slug: str | None, chat: bool):
             return openai_error(denied.status, denied.message, code=denied.code, param="model")
         source = "playground" if request.headers.get("X-Sandbox-Client") == "playground" else "api"
         network = client_network(request_client_ip(request))
+        tokenizer = sandbox_tokenizer(variant)
+        prompt_tokens = generation.n * sum(len(prompt_ids(tokenizer, prompt)) for prompt in generation.prompts)
         job, headers = sandbox_job_submit(
-            user=user, variant=variant, grant=grant, generation=generation, source=source, network=network
-        )
+            user=user, variant=variant, grant=grant, generation=generation, source=source, network=network,
+            prompt_tokens=prompt_tokens,
+        )  # fmt: skip
+    except CheckpointFetchError as exc:
+        return model_unavailable(exc)
     except ParamError as exc:
         return openai_error(400, exc.message, code=exc.code, param=exc.param)
     except SandboxLimitError as exc:
@@ -184,6 +191,16 @@ def _admit(request, slug: str | None, chat: bool):
             response[name] = value
         return response
     return job, headers, generation
+
+
+def model_unavailable(exc: Exception) -> JsonResponse:
+    logger.warning("sandbox tokenizer unavailable: %s", exc)
+    response = openai_error(
+        503, f"This model is not available in the sandbox right now: {exc}", code="model_unavailable",
+        error_type="server_error",
+    )  # fmt: skip
+    response["Retry-After"] = "30"
+    return response
 
 
 def _builder(job: SandboxJob, generation: GenerationRequest) -> ResponseBuilder:

@@ -52,6 +52,9 @@ class GenerationRequest:
     chat: bool = False
     # Chat without max_tokens: "until the turn ends", up to whatever cap the model has.
     max_tokens_open: bool = False
+    # Completions: the prompt comes back before the completion, with its tokens' logprobs when
+    # logprobs is set (the first token's null); with max_tokens 0 the prompt is only scored.
+    echo: bool = False
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -190,7 +193,7 @@ def _whole(body: dict, name: str, default, low: int, high: int) -> int:
     return value
 
 
-def _common(body, *, model_required: bool) -> dict:
+def _common(body, *, model_required: bool, least_max_tokens: int = 1) -> dict:
     if not isinstance(body, dict):
         raise ParamError("The request body must be a JSON object.", param=None)
     model = body.get("model")
@@ -217,7 +220,7 @@ def _common(body, *, model_required: bool) -> dict:
         raise ParamError("'seed' must be a whole number.", param="seed")
     return {
         "model": model,
-        "max_tokens": _whole(body, "max_tokens", DEFAULT_MAX_TOKENS, 1, settings.SANDBOX_MAX_TOKENS),
+        "max_tokens": _whole(body, "max_tokens", DEFAULT_MAX_TOKENS, least_max_tokens, settings.SANDBOX_MAX_TOKENS),
         "temperature": _number(body, "temperature", 1.0, 0, 2),
         "top_p": _number(body, "top_p", 1.0, 0, 1, low_open=True),
         "n": _whole(body, "n", 1, 1, settings.SANDBOX_MAX_CHOICES),
@@ -232,11 +235,19 @@ def _common(body, *, model_required: bool) -> dict:
 def completion_request_parse(body, *, model: str | None = None) -> GenerationRequest:
     """``POST /v1/completions``. ``model`` is the one a per-model base URL names, which the body
     may then leave out."""
-    fields = _common(body, model_required=model is None)
+    fields = _common(body, model_required=model is None, least_max_tokens=0)
     if model is not None:
         if fields["model"] and fields["model"] != model:
             raise ParamError(f"This base URL serves {model!r} only.", param="model", code="model_not_found")
         fields["model"] = model
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise ParamError("'echo' must be true or false.", param="echo")
+    if fields["max_tokens"] == 0 and not echo:
+        raise ParamError(
+            "'max_tokens': 0 generates nothing; with 'echo': true (and 'logprobs') it scores the prompt.",
+            param="max_tokens",
+        )
     if "prompt" not in body:
         raise ParamError("'prompt' is required.", param="prompt")
     logprobs = body.get("logprobs")
@@ -249,7 +260,7 @@ def completion_request_parse(body, *, model: str | None = None) -> GenerationReq
             f"the sandbox makes at most {settings.SANDBOX_MAX_PROMPTS} per request.",
             param="n",
         )
-    return GenerationRequest(prompts=prompts, logprobs=logprobs, **fields)
+    return GenerationRequest(prompts=prompts, logprobs=logprobs, echo=echo, **fields)
 
 
 def _message_text(message, index: int) -> tuple[str, str]:
@@ -283,6 +294,20 @@ def chat_prompt(messages: list[tuple[str, str]]) -> str:
             lines.append(f"### {CHAT_ROLES[role]}:\n{content.strip()}")
     lines.append(f"### {CHAT_ROLES['assistant']}:\n")
     return "\n\n".join(lines)
+
+
+# chat_prompt as a Jinja template, for clients that render conversations themselves (the remote
+# tokenizer's "chat_template", as transformers' apply_chat_template reads it); the tests check both agree.
+CHAT_TEMPLATE = (
+    "{%- set system = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') "
+    "| map('trim') | list -%}"
+    "{{- system | join('\\n\\n') if system else '" + CHAT_PREAMBLE + "' -}}"
+    "{%- for message in messages if message.role != 'system' -%}"
+    "{{- '\\n\\n### ' + ('" + CHAT_ROLES["user"] + "' if message.role == 'user' else '"
+    + CHAT_ROLES["assistant"] + "') + ':\\n' + message.content | trim -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\\n\\n### " + CHAT_ROLES["assistant"] + ":\\n' -}}{%- endif -%}"
+)
 
 
 def chat_request_parse(body, *, model: str | None = None) -> GenerationRequest:

@@ -138,13 +138,16 @@ class ResponseBuilder:
             return None
         offsets = []
         for token in tokens:
-            offsets.append(offset)
+            # The worker says where each token starts in the choice's text; else count its text.
+            offsets.append(token["offset"] if "offset" in token else offset)
             offset += len(token["token"])
         return {
             "tokens": [token["token"] for token in tokens],
             "token_logprobs": [_number(token.get("logprob")) for token in tokens],
             "top_logprobs": [
-                {text: _number(value) for text, value in token.get("top", {}).items()} if self.logprobs else None
+                # None for the first prompt token of an echo: nothing precedes it.
+                {text: _number(value) for text, value in token["top"].items()}
+                if self.logprobs and token.get("top") is not None else None
                 for token in tokens
             ],
             "text_offset": offsets,
@@ -161,7 +164,7 @@ class ResponseBuilder:
                     "bytes": list(token["token"].encode()),
                     "top_logprobs": [
                         {"token": text, "logprob": _number(value), "bytes": list(text.encode())}
-                        for text, value in token.get("top", {}).items()
+                        for text, value in (token.get("top") or {}).items()
                     ],
                 }
                 for token in tokens

@@ -105,7 +105,8 @@ class SandboxLimits:
 @dataclass(frozen=True)
 class SandboxUsage:
     """One user's use against their limits: live jobs now, requests in the last minute, tokens
-    today (UTC; counted tokens of ended jobs plus the reserved budget of live ones)."""
+    today (UTC; counted tokens of ended jobs, prompts and generated, plus the prompts and the most
+    generated tokens of live ones)."""
 
     limits: SandboxLimits
     live_requests: int
@@ -148,7 +149,8 @@ def sandbox_usage(user, *, now: dt.datetime | None = None) -> SandboxUsage:
     use = SandboxJob.objects.filter(Q(user=user) & (today | last_minute | live)).aggregate(
         jobs_today=Count("id", filter=today),
         counted=Sum(F("prompt_tokens") + F("completion_tokens"), filter=today & ~live),
-        reserved=Sum("completion_tokens_reserved", filter=today & live),
+        # A live job holds its prompts' tokens (counted at admission) and its most generated ones.
+        reserved=Sum(F("prompt_tokens") + F("completion_tokens_reserved"), filter=today & live),
         minute_count=Count("id", filter=last_minute),
         minute_oldest=Min("created_at", filter=last_minute),
         live=Count("id", filter=live),

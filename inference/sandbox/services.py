@@ -65,7 +65,7 @@ def _completion_budget(generation: GenerationRequest) -> int:
     return generation.max_tokens * generation.n * len(generation.prompts)
 
 
-def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -> dict[str, str]:
+def _admission_check(*, user, generation: GenerationRequest, prompt_tokens: int, now: dt.datetime) -> dict[str, str]:
     usage = sandbox_usage(user, now=now)
     headers = ratelimit_headers(usage, now=now)
     limits = usage.limits
@@ -85,7 +85,8 @@ def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -
             f"Your limit is {limits.requests_per_minute} sandbox requests per minute. Try again in {retry} s.",
             {**headers, "Retry-After": str(retry)},
         )
-    budget = _completion_budget(generation)
+    # Prompt tokens count as generated ones do: reading (and scoring) them is most of an evaluation's work.
+    budget = prompt_tokens + _completion_budget(generation)
     if usage.tokens_left <= 0 or budget > usage.tokens_left:
         retry = max(1, math.ceil((usage.day_ends_at - now).total_seconds()))
         if usage.tokens_left <= 0:
@@ -95,8 +96,9 @@ def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -
             )
         else:
             message = (
-                f"This request may generate {budget:,} tokens (max_tokens x n x prompts) but {usage.tokens_left:,} "
-                "of today's budget are left. Ask for fewer tokens."
+                f"This request may use {budget:,} tokens ({prompt_tokens:,} of prompts, and up to "
+                f"{budget - prompt_tokens:,} generated: max_tokens x n x prompts) but {usage.tokens_left:,} of today's "
+                "budget are left. Send fewer or shorter prompts, or ask for fewer tokens."
             )
         raise SandboxLimitError(
             429, "insufficient_quota", message, {**headers, "Retry-After": str(retry), "x-should-retry": "false"}
@@ -113,12 +115,15 @@ def _admission_check(*, user, generation: GenerationRequest, now: dt.datetime) -
 
 @transaction.atomic
 def sandbox_job_submit(
-    *, user, variant, grant, generation: GenerationRequest, source: str = "api", network: str = ""
-) -> tuple[SandboxJob, dict[str, str]]:
+    *, user, variant, grant, generation: GenerationRequest, source: str = "api", network: str = "",
+    prompt_tokens: int = 0,
+) -> tuple[SandboxJob, dict[str, str]]:  # fmt: skip
     """Admit one /v1/ request as a queued job and send it to the sandbox queue once committed;
     with the rate-limit headers to answer with. Raises ParamError (a per-variant cap) or
     SandboxLimitError (a quota, or the queue is full). ``network``: the client's, which the
-    leak rule counts with the networks the grant's download links were used from."""
+    leak rule counts with the networks the grant's download links were used from.
+    ``prompt_tokens``: the prompts' tokens times n, held against the daily budget while the job
+    is live (the worker records what it ran)."""
     max_tokens_cap = variant.sandbox_max_tokens or settings.SANDBOX_MAX_TOKENS
     if generation.max_tokens_open:
         generation = dataclasses.replace(generation, max_tokens=min(generation.max_tokens, max_tokens_cap))
@@ -128,7 +133,7 @@ def sandbox_job_submit(
     # cannot both take the last concurrent slot or the last of the budget.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     now = timezone.now()
-    headers = _admission_check(user=user, generation=generation, now=now)
+    headers = _admission_check(user=user, generation=generation, prompt_tokens=prompt_tokens, now=now)
     job = SandboxJob(
         user=user,
         grant=grant,
@@ -144,11 +149,13 @@ def sandbox_job_submit(
             "stop": list(generation.stop),
             "seed": generation.seed,
             "logprobs": generation.logprobs,
+            "echo": generation.echo,
             "include_usage": generation.include_usage,
             "user": generation.user,
         },
         prompts=[p if isinstance(p, str) else list(p) for p in generation.prompts],
         completion_tokens_reserved=_completion_budget(generation),
+        prompt_tokens=prompt_tokens,
         created_at=now,
         network=network,
     )
@@ -199,10 +206,12 @@ def sandbox_job_end(
 ) -> bool:  # fmt: skip
     """End a live job without a result (failed, cancelled, expired) and tell its stream; False if
     it had already ended (then nothing changes). ``counts``: the tokens it used before it ended
-    (prompt_tokens, completion_tokens), which count against the daily budget."""
+    (prompt_tokens, completion_tokens), which count against the daily budget; none without them
+    (it never ran, or its worker died: the prompt tokens held at admission are released)."""
     ended = SandboxJob.objects.filter(pk=job_id, status__in=from_statuses).update(
-        status=status, error_code=code, error_message=message, finished_at=timezone.now(), **(counts or {})
-    )
+        status=status, error_code=code, error_message=message, finished_at=timezone.now(),
+        **(counts or {"prompt_tokens": 0, "completion_tokens": 0}),
+    )  # fmt: skip
     if ended:
         transport().publish(job_id, [_error_event(http_status=http_status, code=code, message=message)])
     return bool(ended)

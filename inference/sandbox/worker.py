@@ -31,11 +31,12 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from inference.llama.generate import SYNC_EVERY, SamplingParams, Sequence, decode_steps
+from inference.llama.generate import SYNC_EVERY, PromptScoring, SamplingParams, Sequence, decode_steps
 from inference.sandbox.checkpoints import CheckpointFetchError, checkpoint_fetch
-from inference.sandbox.models import JobStatus, SandboxJob
+from inference.sandbox.models import JobEndpoint, JobStatus, SandboxJob
 from inference.sandbox.registry import ModelRegistry
 from inference.sandbox.selectors import sandbox_access
+from inference.sandbox.tokenizers import prompt_ids
 from inference.sandbox.services import (
     sandbox_job_end,
     sandbox_job_succeed,
@@ -58,9 +59,12 @@ class Row:
     job: ActiveJob
     index: int  # the choice's index in the job's response
     prompt: list[int]
+    prompt_index: int = 0
     seq: Sequence | None = None
     done: bool = False
-    tokens_text: list[str] = field(default_factory=list)
+    started: bool = False  # its first text (the echoed prompt, with echo) has gone out
+    batch_index: int = 0  # its row in the running batch
+    echo_chars: int = 0  # length of the echoed prompt text that precedes the completion
 
 
 @dataclass
@@ -238,7 +242,7 @@ class Batcher:
         cap = variant.sandbox_max_prompt_tokens or settings.SANDBOX_MAX_PROMPT_TOKENS
         params = active.params
         for prompt_index, prompt in enumerate(active.job.prompts or []):
-            ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+            ids = prompt_ids(tokenizer, prompt)
             if not ids:
                 return f"prompt {prompt_index} is empty."
             bad = [t for t in ids if not 0 <= t < tokenizer.n_words]
@@ -252,7 +256,9 @@ class Batcher:
                     f"plus max_tokens ({params['max_tokens']}) does not fit. Ask for fewer tokens."
                 )
             for choice in range(params["n"]):
-                active.rows.append(Row(job=active, index=prompt_index * params["n"] + choice, prompt=ids))
+                active.rows.append(
+                    Row(job=active, index=prompt_index * params["n"] + choice, prompt=ids, prompt_index=prompt_index)
+                )
         return None
 
     def _checkpoint(self, variant) -> Path:
@@ -313,26 +319,61 @@ class Batcher:
             logprobs=wants_logprobs, top_logprobs=top,
         )  # fmt: skip
         rows = [row for active in jobs for row in active.rows]
-        for row in rows:
+        for batch_index, row in enumerate(rows):
             p = row.job.params
+            row.batch_index = batch_index
             row.seq = Sequence(
                 tokenizer,
                 row.prompt,
                 SamplingParams(max_new_tokens=p["max_tokens"], stop=tuple(p["stop"]), logprobs=wants_logprobs),
             )
+        # Echo with logprobs: the prefill also scores each such prompt once (its first choice's row).
+        scored = frozenset(
+            row.batch_index for row in rows
+            if row.job.params.get("echo") and row.job.params.get("logprobs") is not None
+            and row.index % row.job.params["n"] == 0
+        )  # fmt: skip
+        scoring = PromptScoring(rows=scored, top_k=top) if scored else None
         window = []
         last_drain = time.monotonic()
-        for step_number, step in enumerate(decode_steps(model, [row.prompt for row in rows], shared)):
+        for step_number, step in enumerate(decode_steps(model, [row.prompt for row in rows], shared, scoring)):
             window.append(step)
             now = time.monotonic()
             if step_number == 0 or len(window) >= SYNC_EVERY or now - last_drain >= DRAIN_SECONDS:
-                self._drain(window, rows, jobs, tokenizer, top)
+                self._drain(window, rows, jobs, tokenizer, top, scoring)
                 window, last_drain = [], time.monotonic()
                 if all(active.ended for active in jobs):
                     return
-        self._drain(window, rows, jobs, tokenizer, top)
+        self._drain(window, rows, jobs, tokenizer, top, scoring)
 
-    def _drain(self, window, rows: list[Row], jobs: list[ActiveJob], tokenizer, top: int) -> None:
+    @staticmethod
+    def _echo(row: Row, tokenizer, scoring: PromptScoring | None) -> tuple[str, list[dict]]:
+        """The prompt as it comes back before the completion (echo): its text (as sent, or decoded
+        from the ids sent) and, with logprobs, each of its tokens with its logprob and the top k;
+        the first token has null for both (nothing precedes it)."""
+        active = row.job
+        prompt = active.job.prompts[row.prompt_index]
+        text = prompt if isinstance(prompt, str) else tokenizer.decode(row.prompt)
+        k = active.params.get("logprobs")
+        if k is None:
+            return text, []
+        first_choice = active.rows[row.prompt_index * active.params["n"]]
+        scores = scoring.results[first_choice.batch_index]
+        offsets = tokenizer.text_offsets(row.prompt)
+        tokens = [{"token": tokenizer.piece(row.prompt[0]), "logprob": None, "top": None, "offset": 0}]
+        for i, token in enumerate(row.prompt[1:]):
+            entry = {"token": tokenizer.piece(token), "logprob": scores.logprobs[i], "offset": offsets[i + 1]}
+            if k:
+                top = {entry["token"]: entry["logprob"]}  # the prompt's own token, then the k most likely
+                for alternative, value in zip(scores.top_ids[i][:k], scores.top_logprobs[i][:k], strict=True):
+                    top.setdefault(tokenizer.piece(alternative), value)
+                entry["top"] = top
+            tokens.append(entry)
+        return text, tokens
+
+    def _drain(
+        self, window, rows: list[Row], jobs: list[ActiveJob], tokenizer, top: int, scoring: PromptScoring | None
+    ) -> None:
         """Move a window of steps to the host (one sync), feed each row, stream each job's text."""
         if window:
             ids = torch.stack([step.ids for step in window], dim=1).tolist()
@@ -360,25 +401,39 @@ class Batcher:
                 )
                 continue
             choices = []
+            chat = active.job.endpoint == JobEndpoint.CHAT
             for row in active.rows:
-                if row.done or not window:
+                if row.done or (row.started and not window):
                     continue
-                r = rows.index(row)
                 text, tokens = "", []
-                for j, token in enumerate(ids[r]):
+                if not row.started:
+                    row.started = True
+                    if active.params.get("echo"):
+                        text, tokens = self._echo(row, tokenizer, scoring)
+                        row.echo_chars = len(text)
+                r = row.batch_index
+                for j, token in enumerate(ids[r] if window else ()):
                     if row.seq.completion.finish_reason:
                         break
+                    completion = row.seq.completion
+                    offset = row.echo_chars + len(completion.text) + len(row.seq.pending)
                     text += row.seq.push(token, lps[r][j] if lps else None)
-                    if token != tokenizer.eos_id:
-                        entry = {"token": tokenizer.piece(token)}
-                        if lps:
-                            entry["logprob"] = lps[r][j]
-                        if top and active.params.get("logprobs"):
-                            k = active.params["logprobs"]
-                            entry["top"] = {
-                                tokenizer.piece(t): v for t, v in zip(top_ids[r][j][:k], top_lps[r][j][:k], strict=True)
-                            }
-                        tokens.append(entry)
+                    # A completion lists every generated token, the eos that ended it too (its text
+                    # is empty), as vLLM does: an evaluation reads the last entry as the generated
+                    # one. A chat message's logprobs cover its content only, as OpenAI's do.
+                    if chat and token == tokenizer.eos_id:
+                        continue
+                    entry = {"token": tokenizer.piece(token), "offset": offset}
+                    if lps:
+                        entry["logprob"] = lps[r][j]
+                    if top and active.params.get("logprobs"):
+                        k = active.params["logprobs"]
+                        # Completions: the chosen token, then the k most likely; chat: the k most likely.
+                        listed = {} if chat else {entry["token"]: entry.get("logprob")}
+                        for alternative, value in zip(top_ids[r][j][:k], top_lps[r][j][:k], strict=True):
+                            listed.setdefault(tokenizer.piece(alternative), value)
+                        entry["top"] = listed
+                    tokens.append(entry)
                 reason = row.seq.completion.finish_reason
                 if reason:
                     row.done = True

@@ -24,9 +24,9 @@ def batcher(transactional_db, published_demo_weights, settings, tmp_path, monkey
     batch_sizes = []
     real = worker_module.decode_steps
 
-    def recording(model, prompts, params):
+    def recording(model, prompts, params, scoring=None):
         batch_sizes.append(len(prompts))
-        return real(model, prompts, params)
+        return real(model, prompts, params, scoring)
 
     monkeypatch.setattr(worker_module, "decode_steps", recording)
     b = Batcher(worker_name="test:1")
