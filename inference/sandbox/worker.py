@@ -36,11 +36,11 @@ from inference.sandbox.checkpoints import CheckpointFetchError, checkpoint_fetch
 from inference.sandbox.models import JobEndpoint, JobStatus, SandboxJob
 from inference.sandbox.registry import ModelRegistry
 from inference.sandbox.selectors import sandbox_access
-from inference.sandbox.tokenizers import prompt_ids
 from inference.sandbox.services import (
     sandbox_job_end,
     sandbox_job_succeed,
 )
+from inference.sandbox.tokenizers import prompt_ids
 from inference.sandbox.transport import transport
 
 logger = logging.getLogger(__name__)
