@@ -31,6 +31,14 @@ keep-alive (http.client), reading the server-sent events line by line as they ar
    sandbox in each round, the faster of the two kept; the round with the median ratio is shown, with
    every round's ratio and the sizes of the batches the worker ran after the table. Goal: 8 clients
    >= 0.8 of the engine's batch-8 tokens/s.
+3. Scoring (issue 16). What an evaluation sends: `POST /v1/completions` with a list of --score-batch
+   token-id prompts of about --score-tokens ids each (lengths differ by a few ids), echo, max_tokens 0
+   and logprobs 1, not streamed; 1 client sending --score-requests such requests back to back, then
+   4 clients at once. Scoring throughput = prompt tokens scored (the usage's prompt_tokens, each
+   choice checked to list every prompt token) over the wall time. Reference: the engine's score()
+   (one prefill, log-probabilities and the top 1 of every position) on the same prompts as one batch,
+   in this process, before and after the sandbox, the faster kept. No goal is set; the ratio is
+   printed.
 
 Torch runs with --threads intra-op threads in the worker (OMP_NUM_THREADS) and in this process (the
 reference); the default, cores - 1, leaves a core to the ASGI server, Redis, PostgreSQL and the
@@ -47,7 +55,7 @@ LOAD_MEMORY_SECONDS, the batcher's memory of how many jobs arrive together.
     .venv/bin/python benches/sandbox.py [--smoke] [--probe] [--threads N] [--clients 1,8,32] [--rounds 3]
         [--requests-per-client 3] [--max-tokens 64] [--ttft-requests 40] [--gap-ms 100] [--users 1]
         [--dim 512 --layers 8 --heads 8 --vocab 512] [--batch-window-ms 25] [--load-memory-seconds S]
-        [--files] [--keep-logs]
+        [--score-batch 8] [--score-tokens 256] [--score-requests 4] [--files] [--keep-logs]
 
 --smoke: a 2-layer dim-64 model, 1 and 4 clients, a few requests: checks that everything starts,
 streams and cleans up, in about 30 s; its numbers say nothing about the goals. PostgreSQL: a
@@ -86,7 +94,6 @@ BENCH_DB = "portal_bench_sandbox"
 VARIANT = "llama-demo-tiny"
 PROMPT_TOKENS = 24  # every prompt has this many ids (bos included), so rows of a batch are alike
 START_SECONDS = 90
-LOAD_MEMORY_SECONDS = 2.0  # the batcher's memory of how many jobs arrive together (worker.py)
 
 
 class BenchError(Exception):
@@ -338,6 +345,25 @@ def engine_first_token(model, prompt: list[int], max_tokens: int) -> float:
     return elapsed
 
 
+def engine_score(model, prompts: list[list[int]]) -> tuple[int, float]:
+    """(prompt tokens, seconds) of the engine's score() on this batch with the top 1 per position,
+    as the API is asked (logprobs 1)."""
+    from inference.llama.generate import score
+
+    start = time.perf_counter()
+    score(model, prompts, top_k=1)
+    return sum(len(p) for p in prompts), time.perf_counter() - start
+
+
+def scoring_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
+    """count prompts of about length ids (each a few shorter than the last, so a batch mixes
+    lengths), random ids of the vocabulary past the special ones: scoring reads any ids."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, vocab, (max(2, length - 3 * i),), generator=generator).tolist() for i in range(count)]
+
+
 def engine_batch(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> tuple[int, float]:
     """(new tokens, seconds) of the engine's generate() on this batch, prefill included."""
     from inference.llama.generate import SamplingParams, generate
@@ -431,6 +457,37 @@ class Client:
         return Stream(
             job_id, sent_wall, first if first is not None else total, total, usage["completion_tokens"], reasons
         )
+
+    def score(self, prompts: list[list[int]]) -> int:
+        """Score prompts as an evaluation does (echo, max_tokens 0, logprobs 1, not streamed); the
+        prompt tokens scored, each choice checked to list all of its prompt's tokens."""
+        body = json.dumps(
+            {"model": VARIANT, "prompt": prompts, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0}
+        ).encode()
+        headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.in_flight = "(scoring: no response yet)"
+            try:
+                self.conn.request("POST", "/v1/completions", body=body, headers=headers)
+                response = self.conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        payload = response.read()
+        self.in_flight = ""
+        if response.status != 200:
+            raise BenchError(f"POST /v1/completions (scoring): {response.status} {payload[:500]!r}")
+        result = json.loads(payload)
+        for choice in result["choices"]:
+            if len(choice["logprobs"]["token_logprobs"]) != len(prompts[choice["index"]]):
+                raise BenchError(f"choice {choice['index']} lists {len(choice['logprobs']['token_logprobs'])} "
+                                 f"tokens of a {len(prompts[choice['index']])}-token prompt")  # fmt: skip
+        return result["usage"]["prompt_tokens"]
 
     def close(self) -> None:
         if self.conn is not None:
@@ -648,6 +705,9 @@ def main() -> None:
         help="experiment (with --probe): set the worker's LOAD_MEMORY_SECONDS, how long its batcher "
         "remembers how many jobs arrived together (2 s in worker.py)",
     )
+    parser.add_argument("--score-batch", type=int, default=8, help="prompts per scoring request (default 8)")
+    parser.add_argument("--score-tokens", type=int, default=None, help="ids per scoring prompt (default 256)")
+    parser.add_argument("--score-requests", type=int, default=None, help="scoring requests per client (default 4)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary folder (server and worker logs)")
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args()
@@ -659,6 +719,8 @@ def main() -> None:
     per_client = opts.requests_per_client or (1 if smoke else 3)
     max_tokens = opts.max_tokens or (16 if smoke else 64)
     ttft_requests = opts.ttft_requests or (5 if smoke else 40)
+    score_tokens = opts.score_tokens or (48 if smoke else 256)
+    score_requests = opts.score_requests or (1 if smoke else 4)
     dim = opts.dim or (64 if smoke else 512)
     layers = opts.layers or (2 if smoke else 8)
     heads = opts.heads or (4 if smoke else 8)
@@ -770,7 +832,11 @@ def main() -> None:
         for _ in range(3):
             engine_first_token(model, prompts[0], opts.ttft_max_tokens)
             clients[0].complete(prompts[0], opts.ttft_max_tokens)
-        forget = max(LOAD_MEMORY_SECONDS, opts.load_memory_seconds or 0) + 0.5
+        from inference.sandbox.worker import LOAD_MEMORY_SECONDS  # the worker's own value, not a copy
+
+        # Between phases the batcher forgets the group sizes it saw (a smoke run does not wait: its
+        # numbers mean nothing anyway).
+        forget = 0.5 if smoke else max(LOAD_MEMORY_SECONDS, opts.load_memory_seconds or 0) + 0.5
         time.sleep(forget)  # the batcher forgets the warm-up's group sizes
 
         # 1. Time to first token, request by request, alternating with the engine's own.
@@ -812,6 +878,48 @@ def main() -> None:
                 )
             level_rounds.sort(key=lambda r: r[0])
             throughput[level] = level_rounds
+        # 3. Scoring: 1 client, then 4 at once, engine before and after in each round.
+        print("scoring ...", flush=True)
+        score_batch = scoring_prompts(opts.vocab, opts.score_batch, score_tokens, opts.seed)
+        scoring = {}
+        for level in (1, 4):
+            time.sleep(forget)  # a lone client is not made to wait for the group of the rounds before
+            level_rounds = []
+            for _ in range(rounds):
+                reference = score_batch * level  # the worker batches the clients' requests together
+                tokens, seconds = engine_score(model, reference)
+                barrier = threading.Barrier(level + 1)
+                scored: list[int] = []
+                failures: list[BaseException] = []
+
+                def score_work(client):
+                    barrier.wait()
+                    try:
+                        for _ in range(score_requests):
+                            scored.append(client.score(score_batch))
+                    except BaseException as exc:  # noqa: BLE001 (reported below)
+                        failures.append(exc)
+
+                threads = [threading.Thread(target=score_work, args=(c,), daemon=True) for c in clients[:level]]
+                for thread in threads:
+                    thread.start()
+                barrier.wait()
+                start = time.perf_counter()
+                for thread in threads:
+                    thread.join()
+                elapsed = time.perf_counter() - start
+                if failures:
+                    raise BenchError(f"scoring failed: {failures[0]!r}")
+                tokens_after, seconds_after = engine_score(model, reference)
+                engine_tps = max(tokens / seconds, tokens_after / seconds_after)
+                sandbox_tps = sum(scored) / elapsed
+                level_rounds.append((sandbox_tps / engine_tps, sandbox_tps, engine_tps))
+                print(
+                    f"  scoring, {level} client(s): sandbox {sandbox_tps:,.0f} prompt tok/s, engine "
+                    f"{engine_tps:,.0f}, ratio {sandbox_tps / engine_tps:.2f}",
+                    flush=True,
+                )
+            scoring[level] = sorted(level_rounds)
         for client in clients:
             client.close()
 
@@ -891,6 +999,19 @@ def main() -> None:
             f"| {level} {noun} streaming, tokens/s (engine: batch {level}) | {sandbox_tps:,.0f} | {engine_tps:,.0f} | "
             f"{ratio:.2f} | {goal} | {met} |"
         )
+    for level, level_rounds in scoring.items():
+        ratio, sandbox_tps, engine_tps = level_rounds[len(level_rounds) // 2]
+        noun = "client" if level == 1 else "clients"
+        print(
+            f"| scoring (echo, max_tokens 0), {level} {noun}: prompt tokens/s (engine: score() of "
+            f"{opts.score_batch * level} prompts) | {sandbox_tps:,.0f} | {engine_tps:,.0f} | {ratio:.2f} | | |"
+        )
+    print()
+    print(
+        f"scoring: {opts.score_batch} prompts of {score_tokens - 3 * (opts.score_batch - 1)} to {score_tokens} ids "
+        f"per request, logprobs 1, {score_requests} request(s) per client per round; every round's ratio: "
+        + "; ".join(f"{level} client(s) " + ", ".join(f"{r[0]:.2f}" for r in rs) for level, rs in scoring.items())
+    )
     print()
     print("where the time to first token goes (from each job's database timestamps; ms):")
     print()

@@ -21,6 +21,12 @@ def test_the_sandbox_bench_runs_and_prints_its_table():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| measure | sandbox | engine reference |" in result.stdout
     assert "time to first token p50 (ms)" in result.stdout
+    # Scoring through the API (echo, max_tokens 0) against the engine's score(): a rate on each side.
+    scoring = [line for line in result.stdout.splitlines() if line.startswith("| scoring (echo, max_tokens 0)")]
+    assert len(scoring) == 2
+    for row in scoring:
+        sandbox, engine = (float(cell.replace(",", "")) for cell in row.split(" | ")[1:3])
+        assert sandbox > 0 and engine > 0
 
 
 def test_the_load_bench_runs_every_kind_of_user_without_an_error():

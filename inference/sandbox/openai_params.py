@@ -218,9 +218,17 @@ def _common(body, *, model_required: bool, least_max_tokens: int = 1) -> dict:
     seed = body.get("seed")
     if seed is not None and not _is_int(seed):
         raise ParamError("'seed' must be a whole number.", param="seed")
+    try:
+        max_tokens = _whole(body, "max_tokens", DEFAULT_MAX_TOKENS, least_max_tokens, settings.SANDBOX_MAX_TOKENS)
+    except ParamError:
+        # 0 is for scoring only (completions with echo): the message names the usual range first.
+        scoring = " (0 only with 'echo')" if least_max_tokens == 0 else ""
+        raise ParamError(
+            f"'max_tokens' must be a whole number from 1 to {settings.SANDBOX_MAX_TOKENS}{scoring}.", param="max_tokens"
+        ) from None
     return {
         "model": model,
-        "max_tokens": _whole(body, "max_tokens", DEFAULT_MAX_TOKENS, least_max_tokens, settings.SANDBOX_MAX_TOKENS),
+        "max_tokens": max_tokens,
         "temperature": _number(body, "temperature", 1.0, 0, 2),
         "top_p": _number(body, "top_p", 1.0, 0, 1, low_open=True),
         "n": _whole(body, "n", 1, 1, settings.SANDBOX_MAX_CHOICES),

@@ -99,7 +99,7 @@ def test_the_limits_are_settings(settings):
     settings.SANDBOX_MAX_PROMPT_CHARS = 10
 
     error = _refused(completion_request_parse, {"model": "m", "prompt": "Hi", "max_tokens": 65}, "max_tokens")
-    assert "0 to 64" in error.message
+    assert "1 to 64" in error.message
     _refused(completion_request_parse, {"model": "m", "prompt": "Hi", "stop": ["a", "b", "c"]}, "stop")
     _refused(completion_request_parse, {"model": "m", "prompt": "x" * 11}, "prompt")
     assert _completion(max_tokens=64, stop=["a", "b"]).stop == ("a", "b")

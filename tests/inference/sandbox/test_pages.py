@@ -271,10 +271,10 @@ def test_the_usage_page_shows_todays_use_against_the_limits_and_every_job(resear
     assert response.status_code == 200
     page = _page(response)
     usage = response.context["usage"]
-    # Counted tokens of ended jobs and the reserved budget of the running one.
-    assert (usage.tokens_today, usage.live_requests, usage.requests_last_minute) == (1334, 1, 1)
-    assert '<span data-testid="tokens-today">1,334</span> of 9,000' in page
-    assert '<progress max="9000" value="1334"' in page
+    # Counted tokens of ended jobs; the running one's prompt (6 tokens) and its reserved budget.
+    assert (usage.tokens_today, usage.live_requests, usage.requests_last_minute) == (1340, 1, 1)
+    assert '<span data-testid="tokens-today">1,340</span> of 9,000' in page
+    assert '<progress max="9000" value="1340"' in page
     assert '<span data-testid="requests-last-minute">1</span> of 30' in page
     assert "A reviewer set these limits for your account." in page
     assert f"/sandbox/jobs/{yesterday.pk}/" in page  # every job, not only today's
