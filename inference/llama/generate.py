@@ -223,11 +223,13 @@ class Sequence:
     Rows of one batch may have their own max_new_tokens and stop sequences (the sandbox batches
     requests that differ in those): only sampling settings must be shared."""
 
-    def __init__(self, tokenizer: Tokenizer, prompt: list[int], params: SamplingParams):
+    def __init__(self, tokenizer: Tokenizer, prompt: list[int], params: SamplingParams, *, in_context: bool = False):
+        """in_context: the text continues the prompt's (a first word keeps its leading space),
+        for text that follows the prompt's own, as an echo does."""
         self.tokenizer = tokenizer
         self.params = params
         self.completion = Completion(prompt_tokens=prompt, logprobs=[] if params.logprobs else None)
-        self.decoder = IncrementalDecoder(tokenizer)
+        self.decoder = IncrementalDecoder(tokenizer, prompt[-1:] if in_context else [])
         self.pending = ""  # decoded text held back because it could be the start of a stop sequence
         if params.max_new_tokens == 0:
             self.completion.finish_reason = "length"  # scoring only: nothing to generate

@@ -112,20 +112,33 @@ class IncrementalDecoder:
     suffix, holding back a trailing U+FFFD until the bytes that complete it arrive.
     """
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, context: list[int] = ()):
+        """context: ids the text continues (the prompt's last token), decoded with it but not
+        emitted, so a first token that starts a word keeps its space (" there", as OpenAI's API
+        and vLLM give it). Without one, the text stands alone ("there", as transformers' decode
+        of a continuation gives it). A context that is not a plain piece (a byte, a special
+        token) is dropped: it adds nothing that decodes reliably."""
         self.tokenizer = tokenizer
+        sp = tokenizer.sp
+        last = list(context[-1:])
+        special = bool(last) and (sp.is_byte(last[0]) or sp.is_control(last[0]) or sp.is_unknown(last[0]))
+        self.context = [] if special else last
+        self.context_text = tokenizer.decode(self.context)
         self.ids: list[int] = []
         self.emitted = ""
+
+    def _decode(self) -> str:
+        text = self.tokenizer.decode(self.context + self.ids)
+        return text[len(self.context_text) :] if text.startswith(self.context_text) else self.tokenizer.decode(self.ids)
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text that is now certain."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids).rstrip(REPLACEMENT)
-        return self._advance(text)
+        return self._advance(self._decode().rstrip(REPLACEMENT))
 
     def flush(self) -> str:
         """The rest of the text at the end of the stream, even if it ends in a broken character."""
-        return self._advance(self.tokenizer.decode(self.ids))
+        return self._advance(self._decode())
 
     def _advance(self, text: str) -> str:
         if not text.startswith(self.emitted):

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from access.distribution.selectors import weight_files_published
 from access.distribution.services import WeightFileFetchError, weight_file_fetch
 
 VERIFIED = ".verified.json"  # written last: the folder is complete and every file matched
+STALE_PARTIAL_SECONDS = 3600  # a tokenizer fetch still unfinished after this long was abandoned
 
 
 class CheckpointFetchError(Exception):
@@ -57,23 +59,29 @@ def tokenizer_fetch(variant: ModelVariant, cache_root: Path) -> Path:
     """The local copy of ``variant``'s published tokenizer.model alone (the web processes need it,
     never the weights), checked against its sha256 and named after it, so new weights with a new
     tokenizer make a new file. Written under a temporary name and renamed: processes fetching it
-    at once never see half a file."""
+    at once never see half a file. A copy that no longer matches is fetched again."""
     published = weight_files_published(variant).filter(name="tokenizer.model").first()
     if published is None:
         raise CheckpointFetchError(f"No tokenizer.model of {variant.slug} is published; run publish_weights first.")
     folder = Path(cache_root) / variant.slug / "tokenizers"
     target = folder / f"{published.sha256[:32]}.model"
-    if target.is_file() and target.stat().st_size == published.size:
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{uuid.uuid4().hex}.partial"
     try:
-        weight_file_fetch(weight_file=published, target=partial)
-        os.replace(partial, target)
+        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == published.sha256:
+            return target  # a tokenizer is small (LLaMA's: 500 kB): checking it costs a millisecond
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".*.partial"):  # left by a process killed mid-fetch
+            if time.time() - stale.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                stale.unlink(missing_ok=True)
+        partial = folder / f".{uuid.uuid4().hex}.partial"
+        try:
+            weight_file_fetch(weight_file=published, target=partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     except WeightFileFetchError as exc:
         raise CheckpointFetchError(f"{variant.slug}: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
+    except OSError as exc:
+        raise CheckpointFetchError(f"{variant.slug}: the tokenizer could not be cached in {folder}: {exc}") from exc
     return target
 
 

@@ -174,11 +174,9 @@ def _admit(request, slug: str | None, chat: bool):
             return openai_error(denied.status, denied.message, code=denied.code, param="model")
         source = "playground" if request.headers.get("X-Sandbox-Client") == "playground" else "api"
         network = client_network(request_client_ip(request))
-        tokenizer = sandbox_tokenizer(variant)
-        prompt_tokens = generation.n * sum(len(prompt_ids(tokenizer, prompt)) for prompt in generation.prompts)
         job, headers = sandbox_job_submit(
             user=user, variant=variant, grant=grant, generation=generation, source=source, network=network,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=lambda: _prompt_tokens(variant, generation),
         )  # fmt: skip
     except CheckpointFetchError as exc:
         return model_unavailable(exc)
@@ -191,6 +189,23 @@ def _admit(request, slug: str | None, chat: bool):
             response[name] = value
         return response
     return job, headers, generation
+
+
+def _prompt_tokens(variant, generation: GenerationRequest) -> int:
+    """The request's prompt tokens (times n), read as the worker will read them; a prompt over the
+    model's cap is refused here, before it is queued or counted."""
+    tokenizer = sandbox_tokenizer(variant)
+    cap = variant.sandbox_max_prompt_tokens or settings.SANDBOX_MAX_PROMPT_TOKENS
+    total = 0
+    for index, prompt in enumerate(generation.prompts):
+        length = len(prompt_ids(tokenizer, prompt))
+        if length > cap:
+            raise ParamError(
+                f"prompt {index} is {length} tokens long; {variant.slug} takes at most {cap} in the sandbox.",
+                param="prompt", code="context_length_exceeded",
+            )  # fmt: skip
+        total += length
+    return total * generation.n
 
 
 def model_unavailable(exc: Exception) -> JsonResponse:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 
 from celery import current_app
 from django.conf import settings
@@ -65,7 +66,12 @@ def _completion_budget(generation: GenerationRequest) -> int:
     return generation.max_tokens * generation.n * len(generation.prompts)
 
 
-def _admission_check(*, user, generation: GenerationRequest, prompt_tokens: int, now: dt.datetime) -> dict[str, str]:
+def _admission_check(
+    *, user, generation: GenerationRequest, prompt_tokens: int | Callable[[], int], now: dt.datetime
+) -> tuple[dict[str, str], int]:
+    """The rate-limit headers to answer with and the request's prompt tokens, or SandboxLimitError.
+    ``prompt_tokens`` may be a function that counts them (tokenizing the prompts): it is called only
+    once the limits that need no count (concurrency, requests per minute) let the request through."""
     usage = sandbox_usage(user, now=now)
     headers = ratelimit_headers(usage, now=now)
     limits = usage.limits
@@ -86,6 +92,8 @@ def _admission_check(*, user, generation: GenerationRequest, prompt_tokens: int,
             {**headers, "Retry-After": str(retry)},
         )
     # Prompt tokens count as generated ones do: reading (and scoring) them is most of an evaluation's work.
+    if callable(prompt_tokens):
+        prompt_tokens = prompt_tokens()
     budget = prompt_tokens + _completion_budget(generation)
     if usage.tokens_left <= 0 or budget > usage.tokens_left:
         retry = max(1, math.ceil((usage.day_ends_at - now).total_seconds()))
@@ -110,20 +118,21 @@ def _admission_check(*, user, generation: GenerationRequest, prompt_tokens: int,
             "The sandbox is busy: too many requests are waiting. Try again in a few seconds.",
             {**headers, "Retry-After": str(QUEUE_FULL_RETRY_SECONDS)},
         )
-    return ratelimit_headers(usage, now=now, admitted=1)
+    return ratelimit_headers(usage, now=now, admitted=1), prompt_tokens
 
 
 @transaction.atomic
 def sandbox_job_submit(
     *, user, variant, grant, generation: GenerationRequest, source: str = "api", network: str = "",
-    prompt_tokens: int = 0,
+    prompt_tokens: int | Callable[[], int] = 0,
 ) -> tuple[SandboxJob, dict[str, str]]:  # fmt: skip
     """Admit one /v1/ request as a queued job and send it to the sandbox queue once committed;
     with the rate-limit headers to answer with. Raises ParamError (a per-variant cap) or
     SandboxLimitError (a quota, or the queue is full). ``network``: the client's, which the
     leak rule counts with the networks the grant's download links were used from.
-    ``prompt_tokens``: the prompts' tokens times n, held against the daily budget while the job
-    is live (the worker records what it ran)."""
+    ``prompt_tokens``: the prompts' tokens times n (or a function counting them, which may raise
+    ParamError for a prompt too long), held against the daily budget while the job is live (the
+    worker records what it ran)."""
     max_tokens_cap = variant.sandbox_max_tokens or settings.SANDBOX_MAX_TOKENS
     if generation.max_tokens_open:
         generation = dataclasses.replace(generation, max_tokens=min(generation.max_tokens, max_tokens_cap))
@@ -133,7 +142,7 @@ def sandbox_job_submit(
     # cannot both take the last concurrent slot or the last of the budget.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     now = timezone.now()
-    headers = _admission_check(user=user, generation=generation, prompt_tokens=prompt_tokens, now=now)
+    headers, prompt_tokens = _admission_check(user=user, generation=generation, prompt_tokens=prompt_tokens, now=now)
     job = SandboxJob(
         user=user,
         grant=grant,

@@ -15,13 +15,14 @@ import time
 from django.conf import settings
 
 from inference.llama.tokenizer import Tokenizer
-from inference.sandbox.checkpoints import tokenizer_fetch
+from inference.sandbox.checkpoints import CheckpointFetchError, tokenizer_fetch
 
 # A process looks again which tokenizer.model is published (new weights?) at most this often.
 RECHECK_SECONDS = 10.0
 
 _loaded: dict[int, tuple[float, str, Tokenizer]] = {}  # variant id -> (looked at, file, tokenizer)
 _lock = threading.Lock()
+_fetching = threading.Lock()
 
 
 def sandbox_tokenizer(variant) -> Tokenizer:
@@ -32,10 +33,21 @@ def sandbox_tokenizer(variant) -> Tokenizer:
         cached = _loaded.get(variant.pk)
     if cached is not None and now - cached[0] < RECHECK_SECONDS:
         return cached[2]
-    path = tokenizer_fetch(variant, settings.SANDBOX_CACHE_DIR)
-    tokenizer = cached[2] if cached is not None and cached[1] == str(path) else Tokenizer(path)
-    with _lock:
-        _loaded[variant.pk] = (now, str(path), tokenizer)
+    with _fetching:  # one thread looks and fetches at a time; the others then find its result
+        with _lock:
+            cached = _loaded.get(variant.pk)
+        if cached is not None and time.monotonic() - cached[0] < RECHECK_SECONDS:
+            return cached[2]
+        path = tokenizer_fetch(variant, settings.SANDBOX_CACHE_DIR)
+        if cached is not None and cached[1] == str(path):
+            tokenizer = cached[2]
+        else:
+            try:
+                tokenizer = Tokenizer(path)
+            except (OSError, RuntimeError) as exc:  # SentencePiece's error for a file it cannot read
+                raise CheckpointFetchError(f"{variant.slug}: tokenizer.model could not be read: {exc}") from exc
+        with _lock:
+            _loaded[variant.pk] = (time.monotonic(), str(path), tokenizer)
     return tokenizer
 
 

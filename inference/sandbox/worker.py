@@ -76,6 +76,7 @@ class ActiveJob:
     stop_reason: tuple[str, str, int] | None = None  # (status, code, http status) set by the watchman
     first_token_at: object = None
     ended: bool = False
+    prefilled: bool = False  # the model has read its prompts: from then on they count against the budget
     # Set once the task thread has checked access (beside the prefill, off the first token's path);
     # no text of the job is published before.
     access_checked: threading.Event = field(default_factory=threading.Event)
@@ -326,6 +327,8 @@ class Batcher:
                 tokenizer,
                 row.prompt,
                 SamplingParams(max_new_tokens=p["max_tokens"], stop=tuple(p["stop"]), logprobs=wants_logprobs),
+                # An echoed completion reads on from its prompt: " there" after "Once upon a time".
+                in_context=bool(p.get("echo")),
             )
         # Echo with logprobs: the prefill also scores each such prompt once (its first choice's row).
         scored = frozenset(
@@ -388,6 +391,7 @@ class Batcher:
         now = time.monotonic()
         outgoing, finished = {}, []
         for active in jobs:
+            active.prefilled = True  # a drain follows the prefill (and its first step, if any)
             if active.ended:
                 continue
             active.access_checked.wait(timeout=10)
@@ -457,9 +461,11 @@ class Batcher:
 
     @staticmethod
     def _counts(active: ActiveJob) -> dict[str, int]:
-        """Tokens a job that ends early has used: its prompts, and what it generated so far."""
+        """Tokens a job that ends early has used: its prompts once the model read them (not when
+        it failed before: a prompt refused as too long, a batch that failed), and what it
+        generated so far."""
         return {
-            "prompt_tokens": sum(len(row.prompt) for row in active.rows),
+            "prompt_tokens": sum(len(row.prompt) for row in active.rows) if active.prefilled else 0,
             "completion_tokens": sum(len(row.seq.completion.tokens) for row in active.rows if row.seq is not None),
         }
 

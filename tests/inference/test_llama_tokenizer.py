@@ -68,3 +68,20 @@ def test_text_offsets_point_where_each_token_starts(tokenizers, text):
         if "\ufffd" not in prefix:
             assert offset == len(prefix), (i, prefix)
     assert offsets == sorted(offsets) and offsets[-1] <= len(decoded)
+
+
+def test_a_continuation_decoded_in_context_keeps_its_first_space(tokenizers):
+    from inference.llama.tokenizer import IncrementalDecoder
+
+    ours, _ = tokenizers
+    prompt = ours.encode("Once upon a")
+    continuation = ours.encode("Once upon a time there was")[len(prompt) :]
+    assert ours.encode("Once upon a time there was")[: len(prompt)] == prompt
+    alone, in_context = IncrementalDecoder(ours), IncrementalDecoder(ours, prompt[-1:])
+    text_alone = "".join(alone.push(t) for t in continuation) + alone.flush()
+    text_in_context = "".join(in_context.push(t) for t in continuation) + in_context.flush()
+    assert text_in_context == " time there was"
+    assert text_alone == "time there was"  # as transformers decodes a continuation on its own
+    # A context that is a special token (a prompt of <s> alone) starts the text: no space.
+    bos_only = IncrementalDecoder(ours, [ours.bos_id])
+    assert "".join(bos_only.push(t) for t in continuation) + bos_only.flush() == "time there was"

@@ -120,3 +120,47 @@ def test_a_job_whose_access_ended_while_queued_publishes_no_text(batcher, starte
     assert job.status == JobStatus.CANCELLED and job.error_code == "model_access_denied"
     events, _ = transport().read(job.pk, None, 0)
     assert [event["type"] for event in events] == ["error"] and events[0]["status"] == 403
+
+
+def test_a_job_refused_before_the_model_read_it_is_charged_nothing(batcher, started_job):
+    """Its first prompt fits but the second, with max_tokens, overflows the context: the job fails
+    before any prefill, and none of its prompt tokens count against the day."""
+    job = started_job([[1, 300, 301], [1] + [300] * 1500], max_tokens=1000, echo=True, logprobs=1)
+
+    _run_together(batcher, [job])
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_code == "context_length_exceeded"
+    assert (job.prompt_tokens, job.completion_tokens) == (0, 0)
+
+
+def test_echo_jobs_batch_with_others_and_score_only_what_they_ask(batcher, started_job, demo_checkpoint):
+    """An echo job scoring its prompts (max_tokens 0), an echoed completion and a plain one share
+    one batch; the plain one's text is what it gets alone, the echoed one reads on from its prompt."""
+    from inference.llama.checkpoint import load_llama
+    from inference.llama.generate import SamplingParams, generate
+    from inference.llama.tokenizer import Tokenizer
+
+    scoring = started_job([[1, 300, 301, 302], [5, 6]], max_tokens=0, echo=True, logprobs=2, n=2)
+    echoed = started_job(["Once upon a time"], max_tokens=6, echo=True)
+    plain = started_job(["Once upon a time"], max_tokens=6)
+
+    _run_together(batcher, [scoring, echoed, plain])
+
+    assert batcher.batch_sizes == [6]
+    model, tokenizer = load_llama(demo_checkpoint, device="cpu"), Tokenizer(demo_checkpoint / "tokenizer.model")
+    alone = generate(model, tokenizer, ["Once upon a time"], SamplingParams(max_new_tokens=6))[0]
+    for job in (scoring, echoed, plain):
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert scoring.outputs == ["", "", "", ""] and scoring.finish_reasons == ["length"] * 4
+    assert scoring.prompt_tokens == 2 * (4 + 2) and scoring.completion_tokens == 0
+    assert plain.outputs == [alone.text]
+    # In context, a first token that starts a word keeps its space; alone it does not.
+    assert echoed.outputs[0].lstrip() == alone.text.lstrip() and echoed.outputs[0].endswith(alone.text)
+    events, _ = transport().read(scoring.pk, None, 0)
+    choices = [c for e in events if e["type"] == "delta" for c in e["choices"]]
+    assert sorted(c["index"] for c in choices) == [0, 1, 2, 3]
+    first = next(c for c in choices if c["index"] == 0)
+    assert [t["logprob"] is None for t in first["tokens"]] == [True, False, False, False]
+    assert all(len(t["top"]) in (2, 3) for t in first["tokens"][1:])

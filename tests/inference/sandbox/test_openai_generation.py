@@ -139,5 +139,6 @@ def test_a_prompt_longer_than_the_model_takes_is_a_bad_request(openai_client, de
     with pytest.raises(openai.BadRequestError) as bad:
         openai_client().completions.create(model="llama-demo-tiny", prompt="word " * 3000, max_tokens=8)
 
-    assert bad.value.code == "context_length_exceeded"
-    assert SandboxJob.objects.get().status == JobStatus.FAILED
+    assert bad.value.code == "context_length_exceeded" and bad.value.body["param"] == "prompt"
+    assert "takes at most 1536" in bad.value.body["message"]
+    assert not SandboxJob.objects.exists()  # refused at admission: nothing queued, nothing charged
