@@ -139,3 +139,34 @@ def test_without_published_weights_the_tokenizer_is_unavailable(client, demo, re
     response = client.get(f"{BASE}/tokenizer_info", **bearer(researcher))
     assert response.status_code == 503 and response["Retry-After"]
     assert "publish_weights" in response.json()["error"]["message"]
+
+
+def test_a_cached_tokenizer_that_no_longer_matches_is_fetched_again(client, demo, researcher, settings):
+    headers = bearer(researcher)
+    assert client.get(f"{BASE}/tokenizer_info", **headers).status_code == 200
+    (cached,) = (settings.SANDBOX_CACHE_DIR / "llama-demo-tiny" / "tokenizers").glob("*.model")
+    good = cached.read_bytes()
+    cached.write_bytes(b"\0" * len(good))  # same size, wrong bytes
+    sandbox_tokenizers_forget()
+
+    response = post(client, f"{BASE}/tokenize", {"prompt": "Hi"}, **headers)
+
+    assert response.status_code == 200 and response.json()["tokens"][0] == 1
+    assert cached.read_bytes() == good
+
+
+def test_limits_that_need_no_count_refuse_before_any_prompt_is_tokenized(client, demo, researcher):
+    """Over the concurrency limit, a request is refused without reading its prompts: even when
+    the tokenizer could not be had (it would be a 503), the answer is the 429."""
+    from access.distribution.models import WeightFile
+    from inference.sandbox.models import SandboxJob, SandboxQuota
+
+    variant, _ = demo
+    SandboxQuota.objects.create(user=researcher, concurrent_requests=0)
+    sandbox_tokenizers_forget()
+    WeightFile.objects.filter(variant=variant, name="tokenizer.model").delete()
+
+    response = post(client, "/v1/completions", {"model": variant.slug, "prompt": "x " * 10_000}, **bearer(researcher))
+
+    assert response.status_code == 429 and response.json()["error"]["code"] == "concurrent_requests_exceeded"
+    assert not SandboxJob.objects.exists()
