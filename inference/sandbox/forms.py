@@ -57,11 +57,13 @@ class PlaygroundForm(forms.Form):
         self.chosen = chosen
 
     def model_options(self) -> list[dict]:
-        """Each model with the most tokens it generates, for the script to bound max tokens."""
+        """Each model with the most tokens it generates (the script bounds max tokens with it) and
+        the most prompt tokens it reads (the evaluation snippet's max_length)."""
         return [
-            {"slug": v.slug, "name": v.name, "max_tokens": _max_tokens_cap(v), "selected": v == self.chosen}
+            {"slug": v.slug, "name": v.name, "max_tokens": _max_tokens_cap(v), "selected": v == self.chosen,
+             "prompt_tokens": v.sandbox_max_prompt_tokens or settings.SANDBOX_MAX_PROMPT_TOKENS}
             for v in self.variants
-        ]
+        ]  # fmt: skip
 
 
 class UsagePeriodForm(forms.Form):

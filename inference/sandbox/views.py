@@ -115,6 +115,8 @@ def sandbox_playground(request):
             "usage": sandbox_usage(request.user),
             "base_url": _base_url(request),
             "model_base_url": _base_url(request, form.chosen.slug if form.chosen else "MODEL"),
+            "prompt_tokens": (form.chosen.sandbox_max_prompt_tokens if form.chosen else None)
+            or settings.SANDBOX_MAX_PROMPT_TOKENS,
             "cancel_path": _path_for_any_job("api-sandbox-job-cancel"),
             "job_path": _path_for_any_job("sandbox-job"),
             **_retention_context(),

@@ -342,6 +342,14 @@
     if (modelBase) {
       modelBase.textContent = modelBase.textContent.replace(/\/sandbox\/[^/]+\/v1\/$/, "/sandbox/" + body.model + "/v1/");
     }
+    const lmEval = document.getElementById("snippet-lm-eval");
+    if (lmEval) {
+      const option = fields.model.selectedOptions[0];
+      lmEval.textContent = lmEval.textContent
+        .replace(/model=[^,]*,/, "model=" + body.model + ",")
+        .replace(/\/sandbox\/[^/]+\/v1\/completions/, "/sandbox/" + body.model + "/v1/completions")
+        .replace(/max_length=\d+/, "max_length=" + ((option && option.dataset.promptTokens) || "1536"));
+    }
   }
 
   // --- Wiring -----------------------------------------------------------------------------------

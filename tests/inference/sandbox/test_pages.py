@@ -83,7 +83,7 @@ def test_the_playground_offers_the_granted_model_with_limits_snippets_and_the_re
     assert response.status_code == 200
     page = _page(response)
     assert [variant.slug for variant in response.context["variants"]] == ["llama-7b"]
-    assert re.search(r'<option value="llama-7b" data-max-tokens="\d+" selected>', page)
+    assert re.search(r'<option value="llama-7b" data-max-tokens="\d+" data-prompt-tokens="1536" selected>', page)
     # The script and its configuration, no inline script (the CSP forbids it).
     assert re.search(r'<script src="/static/sandbox/playground\.js" defer></script>', page)
     assert "<script>" not in page
@@ -96,6 +96,12 @@ def test_the_playground_offers_the_granted_model_with_limits_snippets_and_the_re
     assert "curl http://testserver/v1/completions" in page
     assert 'OpenAI(base_url="http://testserver/v1/", api_key=os.environ["PORTAL_API_TOKEN"])' in page
     assert "http://testserver/sandbox/llama-7b/v1/" in page
+    # The evaluation command: the model's own base URL, its remote tokenizer, its prompt cap, the
+    # researcher's concurrency limit, and the token only as a variable.
+    assert (
+        "--model_args model=llama-7b,base_url=http://testserver/sandbox/llama-7b/v1/completions,"
+        "tokenizer_backend=remote,auth_token=$PORTAL_API_TOKEN,max_length=1536,num_concurrent=4,max_retries=10"
+    ) in page
     assert f'href="{reverse("account")}#api-tokens"' in page
     # Today's use against the limits, and how long prompts are kept.
     assert response.context["usage"].tokens_today == 123
@@ -107,14 +113,17 @@ def test_the_playground_preselects_the_model_the_link_names_and_bounds_its_max_t
     researcher, researcher_client, reviewer, sandbox_grant, demo_variant, active_grant_make
 ):
     demo_variant.sandbox_max_tokens = 32
+    demo_variant.sandbox_max_prompt_tokens = 512
     demo_variant.save()
     active_grant_make(user=researcher, variant=demo_variant, reviewer=reviewer)
 
     page = _page(researcher_client.get("/sandbox/?model=llama-demo-tiny"))
 
-    assert '<option value="llama-demo-tiny" data-max-tokens="32" selected>' in page
-    assert '<option value="llama-7b" data-max-tokens="1024">' in page
+    assert '<option value="llama-demo-tiny" data-max-tokens="32" data-prompt-tokens="512" selected>' in page
+    assert '<option value="llama-7b" data-max-tokens="1024" data-prompt-tokens="1536">' in page
     assert 'max="32"' in page and 'value="32"' in page  # the starting value fits the cap
+    assert "base_url=http://testserver/sandbox/llama-demo-tiny/v1/completions" in page
+    assert "max_length=512," in page  # the evaluation snippet sends no prompt the model would refuse
 
 
 def test_a_researcher_without_a_sandbox_model_is_told_how_to_get_one(outsider, login_with_password, llama_catalog):

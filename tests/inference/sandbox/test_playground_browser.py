@@ -105,6 +105,9 @@ def test_a_researcher_streams_a_greedy_completion_in_the_playground(
     # The snippets follow the form, with the absolute base URL and no token in them.
     expect(page.get_by_test_id("snippet-curl")).to_contain_text(f'"prompt":"{PROMPT}"')
     expect(page.get_by_test_id("snippet-python")).to_contain_text(f'base_url="{page.url.split("/sandbox/")[0]}/v1/"')
+    expect(page.get_by_test_id("snippet-lm-eval")).to_contain_text(
+        f'model=llama-demo-tiny,base_url={page.url.split("/sandbox/")[0]}/sandbox/llama-demo-tiny/v1/completions,'
+    )
     page.evaluate(RECORD_PIECES)
 
     page.get_by_test_id("run").click()
