@@ -1,0 +1,142 @@
+"""Per-recipient fingerprints in float16 weights: a keyed, imperceptible move of each eligible
+weight by a few units in the last place (ulp), and the statistic that names whose copy a suspect
+file is (issue 17; this module is its arithmetic, Django-free).
+
+Marking. A weight's float16 bits are a sign and a magnitude that grows by one ulp per integer step,
+so moving the magnitude by +-AMPLITUDE_ULP moves the value away from or towards zero by that many
+ulp. The direction is a sign s = +-1 from a stream keyed per recipient, file and tensor
+(``tensor_key``), seekable by element index (``signs``), so any byte range of a file can be marked
+alone (the gateway serves Range requests). Left alone: zeros, subnormals, values near the largest
+finite one, and the largest magnitude of each BLOCK-weight block, so 8- and 4-bit block quantizers
+choose the same scales for every copy.
+
+Identification. With the original W and a suspect S (any dtype, read as float64), d = S - W and a
+template t = sign(W) * AMPLITUDE_ULP * ulp(W) from W alone; the matched statistic is
+u = d * t / (t^2 + sigma^2), sigma^2 the suspect's rounding noise (its grid^2 / 12: 0 for an exact
+float16 copy, bfloat16's grid after a cast, the quantization step after int8). For recipient r,
+z_r = sum(u * s_r) / ||u||. u depends on no key, and each s_r is a fresh +-1 stream, so for anyone
+whose mark is not in S, P(z_r >= x) <= exp(-x^2 / 2) (Hoeffding), whatever was done to the file;
+the true recipient's z grows with the square root of the number of weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import numpy as np
+
+AMPLITUDE_ULP = 2
+BLOCK = 32  # weights per quantization block; each block's largest magnitude is never moved
+CHUNK = 1 << 16  # sign-stream elements per Philox counter row: the unit a range is generated in
+_MAGNITUDE = 0x7FFF
+_SMALLEST_NORMAL = 0x0400  # float16 magnitude bits of 2^-14
+_LARGEST_FINITE = 0x7BFF
+
+
+def tensor_key(master_key: bytes, recipient: str, file: str, tensor: str) -> bytes:
+    """The key of one tensor of one file of one recipient's copy: HMAC-SHA256 of the three names
+    under the master key (a recipient never learns another's key or the master key)."""
+    message = "\x1f".join((recipient, file, tensor)).encode()
+    return hmac.new(master_key, message, hashlib.sha256).digest()
+
+
+def signs(key: bytes, start: int, count: int) -> np.ndarray:
+    """Elements start .. start + count of the key's +-1 stream (int8): the same values whichever
+    range they are asked in. Chunk c comes from Philox with the key's first 128 bits and counter
+    c << 64, so chunks never share counter values."""
+    if start < 0 or count < 0:
+        raise ValueError("start and count must be 0 or more.")
+    philox_key = int.from_bytes(key[:16], "little")
+    first, last = start // CHUNK, (start + count - 1) // CHUNK if count else start // CHUNK - 1
+    parts = []
+    for chunk in range(first, last + 1):
+        raw = np.random.Philox(key=philox_key, counter=chunk << 64).random_raw(CHUNK // 64)
+        bits = np.unpackbits(raw.astype("<u8").view(np.uint8), bitorder="little")
+        parts.append(bits.astype(np.int8) * 2 - 1)
+    stream = np.concatenate(parts) if parts else np.empty(0, np.int8)
+    offset = start - first * CHUNK
+    return stream[offset : offset + count]
+
+
+def eligible(weights: np.ndarray) -> np.ndarray:
+    """Which float16 weights are marked (a bool array of their shape), from the weights alone.
+
+    ``weights`` is a whole tensor, or a stretch of one that starts at a multiple of BLOCK elements
+    (blocks are counted from the tensor's first element) and ends at one or at the tensor's end."""
+    bits = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1).view(np.uint16)
+    magnitude = bits & _MAGNITUDE
+    ok = (magnitude >= _SMALLEST_NORMAL + AMPLITUDE_ULP) & (magnitude <= _LARGEST_FINITE - AMPLITUDE_ULP)
+    # A block's largest magnitude stays, and no other may move past it: a block quantizer's scale
+    # (its largest magnitude) is the same in every copy. A last, shorter block is a block too.
+    padded = np.zeros(-(-len(magnitude) // BLOCK) * BLOCK, dtype=np.int32)
+    padded[: len(magnitude)] = magnitude
+    blocks = padded.reshape(-1, BLOCK)
+    largest = np.zeros_like(blocks, dtype=bool)
+    largest[np.arange(len(blocks)), blocks.argmax(axis=1)] = True
+    below = blocks <= blocks.max(axis=1, keepdims=True) - AMPLITUDE_ULP
+    ok &= (below & ~largest).reshape(-1)[: len(magnitude)]
+    return ok.reshape(np.shape(weights))
+
+
+def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
+    """A marked copy of float16 weights that start at element ``start`` of their tensor (a
+    multiple of BLOCK; the stretch ends at a multiple of BLOCK or at the tensor's end): each
+    eligible weight's magnitude moved by +-AMPLITUDE_ULP ulp."""
+    if start % BLOCK:
+        raise ValueError(f"a marked stretch starts at a multiple of {BLOCK} elements of its tensor.")
+    original = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1)
+    bits = original.view(np.uint16).copy()
+    move = eligible(original) * signs(key, start, len(bits)).astype(np.int32) * AMPLITUDE_ULP
+    magnitude = (bits & _MAGNITUDE).astype(np.int32) + move
+    bits = (bits & ~np.uint16(_MAGNITUDE)) | magnitude.astype(np.uint16)
+    return bits.view(np.float16).reshape(np.shape(weights))
+
+
+def template(weights: np.ndarray) -> np.ndarray:
+    """t: what a + sign moves each weight by, in value (float64), 0 where nothing is marked."""
+    original = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1)
+    bits = original.view(np.uint16)
+    magnitude = (bits & _MAGNITUDE).astype(np.int32)
+    moved = ((bits & ~np.uint16(_MAGNITUDE)) | (magnitude + AMPLITUDE_ULP).astype(np.uint16)).view(np.float16)
+    t = moved.astype(np.float64) - original.astype(np.float64)
+    return np.where(eligible(original), t, 0.0)
+
+
+def bfloat16_noise(weights: np.ndarray) -> np.ndarray:
+    """sigma^2 of a bfloat16 cast of these weights: its grid (8 bits of precision) squared / 12."""
+    w = np.abs(np.asarray(weights, dtype=np.float64)).reshape(-1)
+    exponent = np.floor(np.log2(np.where(w > 0, w, 1.0)))
+    grid = np.exp2(exponent - 7)
+    return grid**2 / 12
+
+
+@dataclass
+class Evidence:
+    """One tensor's matched statistic u (float64, zero where nothing is marked) for scoring keys."""
+
+    u: np.ndarray
+
+    @classmethod
+    def from_suspect(cls, original: np.ndarray, suspect: np.ndarray, noise: np.ndarray | float = 0.0) -> Evidence:
+        t = template(original)
+        d = np.asarray(suspect, dtype=np.float64).reshape(-1) - np.asarray(original, dtype=np.float64).reshape(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.where(t != 0, d * t / (t * t + noise), 0.0)
+        return cls(u=np.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0))
+
+
+def z_score(evidence: list[tuple[Evidence, bytes]]) -> float:
+    """z of one recipient over several tensors: each tensor's evidence with that recipient's key."""
+    total, norm = 0.0, 0.0
+    for item, key in evidence:
+        total += float(item.u @ signs(key, 0, len(item.u)))
+        norm += float(item.u @ item.u)
+    return total / np.sqrt(norm) if norm > 0 else 0.0
+
+
+def false_accusation_bound(z: float, recipients: int = 1) -> float:
+    """The chance that any of ``recipients`` people whose mark is not in the file scores z or
+    more: recipients * exp(-z^2 / 2) (Hoeffding, with a union bound), at most 1."""
+    return min(1.0, recipients * float(np.exp(-(z**2) / 2)))

@@ -1,0 +1,116 @@
+"""The arithmetic of per-recipient fingerprints (inference/llama/fingerprint.py) on float16
+weights: seekable keyed signs, what is marked and what is not, and identification of the right
+recipient among a hundred after a bfloat16 cast, per-channel int8 quantization and averaging."""
+
+import numpy as np
+import pytest
+import torch
+
+from inference.llama.fingerprint import (
+    AMPLITUDE_ULP,
+    BLOCK,
+    CHUNK,
+    Evidence,
+    bfloat16_noise,
+    eligible,
+    false_accusation_bound,
+    mark,
+    signs,
+    tensor_key,
+    z_score,
+)
+
+MASTER = b"m" * 32
+RECIPIENTS = [f"grant-{i}" for i in range(100)]
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """A weight matrix as LLaMA's are: float16, small values (std 0.02), 512 x 512."""
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(512, 512, generator=generator) * 0.02).to(torch.float16).numpy()
+
+
+def key(recipient: str) -> bytes:
+    return tensor_key(MASTER, recipient, "consolidated.00.pth", "layers.0.attention.wq.weight")
+
+
+def scores(original, suspect, noise=0.0) -> dict[str, float]:
+    evidence = Evidence.from_suspect(original, suspect, noise)
+    return {r: z_score([(evidence, key(r))]) for r in RECIPIENTS}
+
+
+def test_signs_are_the_same_whichever_range_they_are_asked_in():
+    k = key("grant-1")
+    whole = signs(k, 0, 3 * CHUNK)
+    assert set(np.unique(whole)) == {-1, 1} and abs(whole.mean()) < 0.02
+    for start, count in [(0, 10), (CHUNK - 5, 10), (12345, CHUNK + 7), (2 * CHUNK, CHUNK)]:
+        assert np.array_equal(signs(k, start, count), whole[start : start + count])
+    assert not np.array_equal(signs(key("grant-2"), 0, 1000), whole[:1000])
+    assert len(signs(k, 5, 0)) == 0
+
+
+def test_a_mark_moves_eligible_weights_by_the_amplitude_and_leaves_the_rest(weights):
+    marked = mark(weights, key("grant-1"))
+    steps = marked.view(np.uint16).astype(np.int32) - weights.view(np.uint16).astype(np.int32)
+    mask = eligible(weights)
+    assert set(np.unique(np.abs(steps[mask]))) == {AMPLITUDE_ULP}
+    assert not steps[~mask].any()
+    assert mask.mean() > 0.9
+    # Each block's largest magnitude stays, so a block quantizer picks the same scale.
+    blocks = np.abs(weights.reshape(-1, BLOCK).astype(np.float32))
+    assert np.array_equal(blocks.max(axis=1), np.abs(marked.reshape(-1, BLOCK).astype(np.float32)).max(axis=1))
+    assert not np.array_equal(marked, mark(weights, key("grant-2")))
+
+
+def test_a_stretch_of_a_tensor_is_marked_as_the_whole_marks_it(weights):
+    flat = weights.reshape(-1)
+    whole = mark(flat, key("grant-3"))
+    start, stop = 37 * BLOCK, 200 * BLOCK
+    assert np.array_equal(mark(flat[start:stop], key("grant-3"), start=start), whole[start:stop])
+    assert np.array_equal(mark(flat[stop:], key("grant-3"), start=stop), whole[stop:])  # to the tensor's end
+    with pytest.raises(ValueError):
+        mark(flat[5:100], key("grant-3"), start=5)
+
+
+def test_zeros_subnormals_and_extremes_are_never_marked():
+    values = np.array([0.0, -0.0, 6e-8, 1e-5, 65504.0, -65504.0, 0.5, -0.25] * 4, dtype=np.float16)
+    mask = eligible(values)
+    assert not mask[[0, 1, 2, 3, 4, 5]].any()  # zeros, subnormals, the largest finite values
+    assert mask.sum() > 0
+
+
+@pytest.mark.parametrize("copy", ["exact", "bfloat16", "int8"])
+def test_the_recipient_is_named_after_what_leakers_do_and_nobody_else_is(weights, copy):
+    marked = mark(weights, key("grant-42"))
+    if copy == "exact":
+        suspect, noise = marked, 0.0
+    elif copy == "bfloat16":
+        suspect = torch.from_numpy(marked).to(torch.bfloat16).float().numpy()
+        noise = bfloat16_noise(weights)
+    else:  # per-channel (per-row) symmetric int8, dequantized
+        rows = marked.astype(np.float32)
+        step = np.abs(rows).max(axis=1, keepdims=True) / 127
+        suspect = np.round(rows / step) * step
+        noise = np.broadcast_to(step**2 / 12, rows.shape).reshape(-1)
+
+    z = scores(weights, suspect, noise)
+
+    assert z["grant-42"] >= 10
+    assert max(v for r, v in z.items() if r != "grant-42") < 5
+    assert false_accusation_bound(10, recipients=10_000) < 1e-17
+
+
+def test_the_average_of_two_copies_names_both(weights):
+    a, b = mark(weights, key("grant-7")), mark(weights, key("grant-8"))
+    suspect = (a.astype(np.float32) + b.astype(np.float32)) / 2
+
+    z = scores(weights, suspect)
+
+    assert z["grant-7"] >= 10 and z["grant-8"] >= 10
+    assert max(v for r, v in z.items() if r not in ("grant-7", "grant-8")) < 5
+
+
+def test_an_unmarked_copy_accuses_nobody(weights):
+    z = scores(weights, weights.astype(np.float32))
+    assert max(z.values()) == 0.0
