@@ -1,0 +1,93 @@
+"""A recipient's marked copy of a torch.save file, served from the original by byte ranges
+(inference/llama/torch_zip.py): it loads with torch.load(weights_only=True), passes
+zipfile.testzip(), differs from another recipient's only in marked weights, has the original's
+length, and any range equals the same bytes of the whole copy."""
+
+import io
+import random
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from inference.llama import fingerprint
+from inference.llama.torch_zip import LayoutError, MarkedFile, checkpoint_layout
+
+MASTER = b"k" * 32
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    generator = torch.Generator().manual_seed(1)
+    base = torch.arange(40, dtype=torch.float16)
+    state = {
+        "layers.0.attention.wq.weight": (torch.randn(64, 96, generator=generator) * 0.02).half(),
+        "layers.0.attention_norm.weight": torch.ones(96, dtype=torch.float16),
+        "tok_embeddings.weight": (torch.randn(50, 64, generator=generator)).half(),
+        "a_view": base[3:30],  # a tensor that starts inside its storage
+        "rope.freqs": torch.rand(8, generator=generator),  # float32: never marked
+    }
+    path = tmp_path_factory.mktemp("ckpt") / "consolidated.00.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def copy_of(path, recipient: str) -> MarkedFile:
+    return MarkedFile(path, checkpoint_layout(path), lambda name: (
+        None if name.endswith("norm.weight") else fingerprint.tensor_key(MASTER, recipient, path.name, name)
+    ))  # fmt: skip
+
+
+def whole(marked: MarkedFile) -> bytes:
+    return marked.read(0, marked.layout.size)
+
+
+def test_the_layout_finds_every_tensors_bytes(checkpoint):
+    path, state = checkpoint
+    layout = checkpoint_layout(path)
+    raw = path.read_bytes()
+    assert {span.name for span in layout.tensors} == set(state)
+    for span in layout.tensors:
+        entry = layout.entries[span.entry]
+        first, last = span.byte_range
+        data = raw[entry.data_offset + first : entry.data_offset + last]
+        assert data == state[span.name].contiguous().numpy().tobytes(), span.name
+
+
+def test_a_marked_copy_loads_passes_the_zip_check_and_changes_only_marked_weights(checkpoint):
+    path, state = checkpoint
+    data = whole(copy_of(path, "grant-1"))
+
+    assert len(data) == path.stat().st_size
+    assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None
+    loaded = torch.load(io.BytesIO(data), weights_only=True)
+    assert loaded.keys() == state.keys()
+    assert torch.equal(loaded["layers.0.attention_norm.weight"], state["layers.0.attention_norm.weight"])
+    assert torch.equal(loaded["rope.freqs"], state["rope.freqs"])
+    for name in ("layers.0.attention.wq.weight", "tok_embeddings.weight", "a_view"):
+        expected = fingerprint.mark(state[name].numpy(), fingerprint.tensor_key(MASTER, "grant-1", path.name, name))
+        assert np.array_equal(loaded[name].numpy(), expected), name
+        assert not torch.equal(loaded[name], state[name])
+    other = torch.load(io.BytesIO(whole(copy_of(path, "grant-2"))), weights_only=True)
+    assert not torch.equal(other["layers.0.attention.wq.weight"], loaded["layers.0.attention.wq.weight"])
+
+
+def test_any_range_equals_the_same_bytes_of_the_whole_copy(checkpoint):
+    path, _ = checkpoint
+    marked = copy_of(path, "grant-3")
+    data = whole(marked)
+    rng = random.Random(7)
+    for _ in range(200):
+        start = rng.randrange(0, len(data))
+        length = rng.choice([1, 2, 3, 63, 64, 65, 1000, rng.randrange(1, len(data))])
+        assert marked.read(start, length) == data[start : start + length], (start, length)
+    assert marked.read(len(data), 10) == b"" and marked.read(len(data) - 3, 10) == data[-3:]
+
+
+def test_a_file_that_is_not_a_torch_checkpoint_is_refused(tmp_path):
+    plain = tmp_path / "params.zip"
+    with zipfile.ZipFile(plain, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("params.json", "{}")
+    with pytest.raises(LayoutError):
+        checkpoint_layout(plain)
