@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,10 +134,68 @@ def z_score(evidence: list[tuple[Evidence, bytes]]) -> float:
     for item, key in evidence:
         total += float(item.u @ signs(key, 0, len(item.u)))
         norm += float(item.u @ item.u)
-    return total / np.sqrt(norm) if norm > 0 else 0.0
+    return float(total / np.sqrt(norm)) if norm > 0 else 0.0
 
 
 def false_accusation_bound(z: float, recipients: int = 1) -> float:
     """The chance that any of ``recipients`` people whose mark is not in the file scores z or
     more: recipients * exp(-z^2 / 2) (Hoeffding, with a union bound), at most 1."""
     return min(1.0, recipients * float(np.exp(-(z**2) / 2)))
+
+
+def noise_estimate(original: np.ndarray, suspect: np.ndarray) -> np.ndarray:
+    """sigma^2 per weight, estimated from the suspect itself, one value per row of the matrix (per
+    output channel, as per-channel quantizers work): the mean of d^2 - t^2 over the row, at least
+    0. An exact copy gives 0; a cast or a quantization gives about its grid^2 / 12. A suspect whose
+    rows are all marked by several copies averaged gives less than t^2 and is counted as exact."""
+    w = np.asarray(original, dtype=np.float16)
+    rows = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -1)
+    t = template(rows).reshape(rows.shape)
+    d = np.asarray(suspect, dtype=np.float64).reshape(rows.shape) - rows.astype(np.float64)
+    marked = t != 0
+    counts = np.maximum(marked.sum(axis=1, keepdims=True), 1)
+    excess = np.where(marked, d * d - t * t, 0.0).sum(axis=1, keepdims=True) / counts
+    return np.broadcast_to(np.maximum(excess, 0.0), rows.shape).reshape(-1)
+
+
+@dataclass
+class Identification:
+    """Every candidate's z, highest first; who is accused (z >= threshold); and the chance that any
+    candidate whose mark is not in the suspect would score the threshold or more."""
+
+    candidates: list[tuple[str, float]]
+    threshold: float
+    accused: list[str]
+    false_positive_bound: float
+    tensors_compared: int
+
+
+def identify(
+    original: dict[str, np.ndarray],
+    suspect: dict[str, np.ndarray],
+    keys: dict[str, Callable[[str], bytes | None]],
+    *,
+    threshold: float = 10.0,
+) -> Identification:
+    """Score a suspect state dict against every candidate: ``keys`` maps a candidate (a grant) to
+    the key of each tensor of its copy (None: that tensor was not marked). Tensors are compared
+    where the suspect has one of the same name and number of elements; the original's are float16."""
+    evidence = {}
+    for name, weights in original.items():
+        other = suspect.get(name)
+        if other is None or np.size(other) != np.size(weights) or np.asarray(weights).dtype != np.float16:
+            continue
+        other = np.asarray(other, dtype=np.float64).reshape(np.shape(weights))
+        evidence[name] = Evidence.from_suspect(weights, other, noise_estimate(weights, other))
+    candidates = []
+    for candidate, key_of in keys.items():
+        pairs = [(item, key) for name, item in evidence.items() if (key := key_of(name)) is not None]
+        candidates.append((candidate, z_score(pairs)))
+    candidates.sort(key=lambda pair: pair[1], reverse=True)
+    return Identification(
+        candidates=candidates,
+        threshold=threshold,
+        accused=[candidate for candidate, z in candidates if z >= threshold],
+        false_positive_bound=false_accusation_bound(threshold, max(1, len(candidates))),
+        tensors_compared=len(evidence),
+    )

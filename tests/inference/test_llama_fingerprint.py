@@ -114,3 +114,44 @@ def test_the_average_of_two_copies_names_both(weights):
 def test_an_unmarked_copy_accuses_nobody(weights):
     z = scores(weights, weights.astype(np.float32))
     assert max(z.values()) == 0.0
+
+
+@pytest.fixture(scope="module")
+def state(tiny_ckpt):
+    """The tiny checkpoint's weights as Meta ships them (float16), by name."""
+    loaded = torch.load(tiny_ckpt / "consolidated.00.pth", weights_only=True)
+    return {name: tensor.numpy() for name, tensor in loaded.items() if tensor.dtype == torch.float16}
+
+
+def copy_keys(recipient: str):
+    return lambda name: None if name.endswith("norm.weight") else tensor_key(MASTER, recipient, "c.pth", name)
+
+
+@pytest.mark.parametrize("copy", ["exact", "bfloat16", "int8", "average"])
+def test_identify_ranks_a_hundred_grants_and_accuses_only_the_leakers(state, copy):
+    from inference.llama.fingerprint import identify
+
+    marked = {r: {n: mark(w, k) if (k := copy_keys(r)(n)) else w for n, w in state.items()} for r in ("g-1", "g-2")}
+    if copy == "exact":
+        suspect, leakers = marked["g-1"], {"g-1"}
+    elif copy == "bfloat16":
+        suspect = {n: torch.from_numpy(w).to(torch.bfloat16).float().numpy() for n, w in marked["g-1"].items()}
+        leakers = {"g-1"}
+    elif copy == "int8":
+        suspect = {}
+        for n, w in marked["g-1"].items():
+            rows = w.astype(np.float32).reshape(w.shape[0], -1)
+            step = np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-8) / 127
+            suspect[n] = (np.round(rows / step) * step).reshape(w.shape)
+        leakers = {"g-1"}
+    else:
+        suspect = {n: (marked["g-1"][n].astype(np.float32) + marked["g-2"][n].astype(np.float32)) / 2 for n in state}
+        leakers = {"g-1", "g-2"}
+
+    result = identify(state, suspect, {f"g-{i}": copy_keys(f"g-{i}") for i in range(1, 101)})
+
+    assert set(result.accused) == leakers, result.candidates[:4]
+    assert all(z >= 10 for c, z in result.candidates if c in leakers)
+    assert all(z < 5 for c, z in result.candidates if c not in leakers)
+    assert result.candidates[0][0] in leakers and result.tensors_compared == len(state)
+    assert result.false_positive_bound == pytest.approx(100 * np.exp(-50))
