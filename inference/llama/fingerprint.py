@@ -67,18 +67,16 @@ def eligible(weights: np.ndarray) -> np.ndarray:
     ``weights`` is a whole tensor, or a stretch of one that starts at a multiple of BLOCK elements
     (blocks are counted from the tensor's first element) and ends at one or at the tensor's end."""
     bits = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1).view(np.uint16)
-    magnitude = bits & _MAGNITUDE
-    ok = (magnitude >= _SMALLEST_NORMAL + AMPLITUDE_ULP) & (magnitude <= _LARGEST_FINITE - AMPLITUDE_ULP)
-    # A block's largest magnitude stays, and no other may move past it: a block quantizer's scale
-    # (its largest magnitude) is the same in every copy. A last, shorter block is a block too.
-    padded = np.zeros(-(-len(magnitude) // BLOCK) * BLOCK, dtype=np.int32)
-    padded[: len(magnitude)] = magnitude
-    blocks = padded.reshape(-1, BLOCK)
-    largest = np.zeros_like(blocks, dtype=bool)
-    largest[np.arange(len(blocks)), blocks.argmax(axis=1)] = True
-    below = blocks <= blocks.max(axis=1, keepdims=True) - AMPLITUDE_ULP
-    ok &= (below & ~largest).reshape(-1)[: len(magnitude)]
-    return ok.reshape(np.shape(weights))
+    magnitude = bits & np.uint16(_MAGNITUDE)
+    count = len(magnitude)
+    pad = -count % BLOCK  # a last, shorter block is a block too
+    blocks = (np.concatenate([magnitude, np.zeros(pad, np.uint16)]) if pad else magnitude).reshape(-1, BLOCK)
+    # No weight may reach its block's largest magnitude (which stays), so a block quantizer's scale
+    # is the same in every copy; nor leave the normal, finite range.
+    ceiling = np.maximum(blocks.max(axis=1), AMPLITUDE_ULP) - np.uint16(AMPLITUDE_ULP)
+    ok = (blocks <= ceiling[:, None]) & (blocks >= _SMALLEST_NORMAL + AMPLITUDE_ULP)
+    ok &= blocks <= _LARGEST_FINITE - AMPLITUDE_ULP
+    return ok.reshape(-1)[:count].reshape(np.shape(weights))
 
 
 def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
@@ -88,11 +86,13 @@ def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
     if start % BLOCK:
         raise ValueError(f"a marked stretch starts at a multiple of {BLOCK} elements of its tensor.")
     original = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1)
-    bits = original.view(np.uint16).copy()
-    move = eligible(original) * signs(key, start, len(bits)).astype(np.int32) * AMPLITUDE_ULP
-    magnitude = (bits & _MAGNITUDE).astype(np.int32) + move
-    bits = (bits & ~np.uint16(_MAGNITUDE)) | magnitude.astype(np.uint16)
-    return bits.view(np.float16).reshape(np.shape(weights))
+    bits = original.view(np.uint16)
+    # Magnitudes fit int16 (the sign bit is apart), and an eligible one stays normal and finite.
+    move = signs(key, start, len(bits)).astype(np.int16) * np.int16(AMPLITUDE_ULP)
+    move *= eligible(original)
+    magnitude = (bits & np.uint16(_MAGNITUDE)).view(np.int16) + move
+    marked = (bits & np.uint16(~_MAGNITUDE & 0xFFFF)) | magnitude.view(np.uint16)
+    return marked.view(np.float16).reshape(np.shape(weights))
 
 
 def template(weights: np.ndarray) -> np.ndarray:
