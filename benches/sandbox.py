@@ -396,6 +396,25 @@ class Client:
         self.in_flight = ""  # the job of the stream being read, for the report of a stream that stalls
         self.frames = 0
 
+    def _post(self, body: bytes, waiting: str) -> tuple[http.client.HTTPResponse, float, float]:
+        """POST /v1/completions on the keep-alive connection (opened again once if the server closed
+        it meanwhile); the response, and the wall and monotonic times the request went out."""
+        headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            sent_wall, start = time.time(), time.perf_counter()
+            self.in_flight, self.frames = waiting, 0
+            try:
+                self.conn.request("POST", "/v1/completions", body=body, headers=headers)
+                return self.conn.getresponse(), sent_wall, start
+            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def complete(self, prompt: list[int], max_tokens: int) -> Stream:
         body = json.dumps(
             {
@@ -407,21 +426,7 @@ class Client:
                 "stream_options": {"include_usage": True},
             }
         ).encode()
-        headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
-        for attempt in (0, 1):  # a keep-alive connection the server closed meanwhile is opened again
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            sent_wall, start = time.time(), time.perf_counter()
-            self.in_flight, self.frames = "(no response headers yet)", 0
-            try:
-                self.conn.request("POST", "/v1/completions", body=body, headers=headers)
-                response = self.conn.getresponse()
-                break
-            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
+        response, sent_wall, start = self._post(body, "(no response headers yet)")
         if response.status != 200:
             raise BenchError(f"POST /v1/completions: {response.status} {response.read()[:500]!r}")
         job_id = self.in_flight = response.getheader("X-Sandbox-Job", "")
@@ -464,20 +469,7 @@ class Client:
         body = json.dumps(
             {"model": VARIANT, "prompt": prompts, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0}
         ).encode()
-        headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            self.in_flight = "(scoring: no response yet)"
-            try:
-                self.conn.request("POST", "/v1/completions", body=body, headers=headers)
-                response = self.conn.getresponse()
-                break
-            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
+        response, _, _ = self._post(body, "(scoring: no response yet)")
         payload = response.read()
         self.in_flight = ""
         if response.status != 200:

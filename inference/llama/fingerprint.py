@@ -120,8 +120,11 @@ class Evidence:
     u: np.ndarray
 
     @classmethod
-    def from_suspect(cls, original: np.ndarray, suspect: np.ndarray, noise: np.ndarray | float = 0.0) -> Evidence:
-        t = template(original)
+    def from_suspect(
+        cls, original: np.ndarray, suspect: np.ndarray, noise: np.ndarray | float = 0.0, t: np.ndarray | None = None
+    ) -> Evidence:
+        """t: the original's template, when the caller has it already."""
+        t = template(original) if t is None else t
         d = np.asarray(suspect, dtype=np.float64).reshape(-1) - np.asarray(original, dtype=np.float64).reshape(-1)
         with np.errstate(invalid="ignore", divide="ignore"):
             u = np.where(t != 0, d * t / (t * t + noise), 0.0)
@@ -143,14 +146,14 @@ def false_accusation_bound(z: float, recipients: int = 1) -> float:
     return min(1.0, recipients * float(np.exp(-(z**2) / 2)))
 
 
-def noise_estimate(original: np.ndarray, suspect: np.ndarray) -> np.ndarray:
+def noise_estimate(original: np.ndarray, suspect: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
     """sigma^2 per weight, estimated from the suspect itself, one value per row of the matrix (per
     output channel, as per-channel quantizers work): the mean of d^2 - t^2 over the row, at least
     0. An exact copy gives 0; a cast or a quantization gives about its grid^2 / 12. A suspect whose
     rows are all marked by several copies averaged gives less than t^2 and is counted as exact."""
     w = np.asarray(original, dtype=np.float16)
     rows = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -1)
-    t = template(rows).reshape(rows.shape)
+    t = (template(rows) if t is None else np.asarray(t)).reshape(rows.shape)
     d = np.asarray(suspect, dtype=np.float64).reshape(rows.shape) - rows.astype(np.float64)
     marked = t != 0
     counts = np.maximum(marked.sum(axis=1, keepdims=True), 1)
@@ -186,7 +189,8 @@ def identify(
         if other is None or np.size(other) != np.size(weights) or np.asarray(weights).dtype != np.float16:
             continue
         other = np.asarray(other, dtype=np.float64).reshape(np.shape(weights))
-        evidence[name] = Evidence.from_suspect(weights, other, noise_estimate(weights, other))
+        t = template(weights)  # once per tensor, for the noise estimate and the statistic
+        evidence[name] = Evidence.from_suspect(weights, other, noise_estimate(weights, other, t), t)
     candidates = []
     for candidate, key_of in keys.items():
         pairs = [(item, key) for name, item in evidence.items() if (key := key_of(name)) is not None]

@@ -117,7 +117,8 @@ def _no_nul(value: str, param: str) -> str:
     return value
 
 
-def _text(value, param: str) -> str:
+def text_field(value, param: str) -> str:
+    """A text field: a string without NUL, at most SANDBOX_MAX_PROMPT_CHARS characters."""
     if not isinstance(value, str):
         raise ParamError(f"'{param}' must be a string.", param=param)
     _no_nul(value, param)
@@ -138,7 +139,7 @@ def _token_ids(value, param: str) -> tuple[int, ...]:
 def _prompts(value) -> tuple[str | tuple[int, ...], ...]:
     """A string, a list of strings, a list of token ids, or a list of lists of token ids."""
     if isinstance(value, str):
-        return (_text(value, "prompt"),)
+        return (text_field(value, "prompt"),)
     if not isinstance(value, list) or not value:
         raise ParamError(
             "'prompt' must be a string, a list of strings, a list of token ids or a list of such lists.",
@@ -152,7 +153,7 @@ def _prompts(value) -> tuple[str | tuple[int, ...], ...]:
             param="prompt",
         )
     if all(isinstance(item, str) for item in value):
-        return tuple(_text(item, f"prompt[{i}]") for i, item in enumerate(value))
+        return tuple(text_field(item, f"prompt[{i}]") for i, item in enumerate(value))
     if all(isinstance(item, list) for item in value):
         return tuple(_token_ids(item, f"prompt[{i}]") for i, item in enumerate(value))
     raise ParamError("'prompt' mixes strings, token ids and lists; send one kind.", param="prompt")
@@ -344,7 +345,7 @@ def chat_request_parse(body, *, model: str | None = None) -> GenerationRequest:
         raise ParamError("'top_logprobs' must be 0 to 5, with 'logprobs': true.", param="top_logprobs")
     if fields["n"] > settings.SANDBOX_MAX_PROMPTS:
         raise ParamError(f"n may be at most {settings.SANDBOX_MAX_PROMPTS}.", param="n")
-    prompt = _text(chat_prompt(turns), "messages")
+    prompt = text_field(chat_prompt(turns), "messages")
     fields["stop"] = (*fields["stop"], CHAT_STOP)
     return GenerationRequest(
         prompts=(prompt,), logprobs=(top_logprobs or 0) if logprobs else None, chat=True, **fields

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from inference.sandbox.checkpoints import CheckpointFetchError
 from inference.sandbox.openai_api import api_caller, csrf_refusal, model_unavailable, openai_error
-from inference.sandbox.openai_params import CHAT_TEMPLATE, ParamError, request_body_parse
+from inference.sandbox.openai_params import CHAT_TEMPLATE, ParamError, request_body_parse, text_field
 from inference.sandbox.selectors import sandbox_refusal
 from inference.sandbox.tokenizers import sandbox_tokenizer
 
@@ -88,15 +88,7 @@ def tokenize(request, slug: str):
         return refusal
     try:
         body = _body(request)
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str):
-            raise ParamError("'prompt' must be a string.", param="prompt")
-        if len(prompt) > settings.SANDBOX_MAX_PROMPT_CHARS:
-            raise ParamError(
-                f"'prompt' has {len(prompt):,} characters; the sandbox takes at most "
-                f"{settings.SANDBOX_MAX_PROMPT_CHARS:,}.",
-                param="prompt",
-            )
+        prompt = text_field(body.get("prompt"), "prompt")  # as a completion's prompt is checked
         add_special_tokens = body.get("add_special_tokens", True)
         if not isinstance(add_special_tokens, bool):
             raise ParamError("'add_special_tokens' must be true or false.", param="add_special_tokens")
