@@ -1,22 +1,25 @@
-"""Per-recipient fingerprints in float16 weights: a keyed, imperceptible move of each eligible
-weight by a few units in the last place (ulp), and the statistic that names whose copy a suspect
-file is (issue 17; this module is its arithmetic, Django-free).
+"""Per-recipient fingerprints in float16 weights: a keyed, imperceptible move of some weights by a
+few units in the last place (ulp), and the statistic that names whose copy a suspect file is
+(issue 17; this module is its arithmetic, Django-free).
 
-Marking. A weight's float16 bits are a sign and a magnitude that grows by one ulp per integer step,
-so moving the magnitude by +-AMPLITUDE_ULP moves the value away from or towards zero by that many
-ulp. The direction is a sign s = +-1 from a stream keyed per recipient, file and tensor
-(``tensor_key``), seekable by element index (``signs``), so any byte range of a file can be marked
-alone (the gateway serves Range requests). Left alone: zeros, subnormals, values near the largest
-finite one, and the largest magnitude of each BLOCK-weight block, so 8- and 4-bit block quantizers
-choose the same scales for every copy.
+Marking. A tensor's elements are cut into PAGEs of 4,096 (8 KiB of float16). For each recipient,
+file and tensor (``tensor_key``) a keyed draw marks one page in PAGE_SHARE (``pages_marked``); in a
+marked page each eligible weight's magnitude moves by +-AMPLITUDE_ULP ulp, away from or towards
+zero, the sign from a keyed stream seekable by element (``signs``). So a served copy is the
+original's bytes but for one page in sixteen, which the gateway generates while the kernel sends
+the rest (sendfile), and any byte range can be made alone (Range requests). One page in 16 at 8
+ulp carries the same perturbation energy as every weight at 2 ulp (8^2 / 16 = 2^2). Left alone:
+zeros, subnormals, values near the largest finite one, and the largest magnitude of each
+BLOCK-weight block, so 8- and 4-bit block quantizers choose the same scales for every copy.
 
 Identification. With the original W and a suspect S (any dtype, read as float64), d = S - W and a
 template t = sign(W) * AMPLITUDE_ULP * ulp(W) from W alone; the matched statistic is
 u = d * t / (t^2 + sigma^2), sigma^2 the suspect's rounding noise (its grid^2 / 12: 0 for an exact
 float16 copy, bfloat16's grid after a cast, the quantization step after int8). For recipient r,
-z_r = sum(u * s_r) / ||u||. u depends on no key, and each s_r is a fresh +-1 stream, so for anyone
-whose mark is not in S, P(z_r >= x) <= exp(-x^2 / 2) (Hoeffding), whatever was done to the file;
-the true recipient's z grows with the square root of the number of weights.
+over the weights of r's marked pages, z_r = sum(u * s_r) / ||u||. u depends on no key, and each s_r
+is a fresh +-1 stream independent of which pages were drawn, so for anyone whose mark is not in S,
+P(z_r >= x) <= exp(-x^2 / 2) (Hoeffding), whatever was done to the file; the true recipient's z
+grows with the square root of the number of weights.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AMPLITUDE_ULP = 2
+AMPLITUDE_ULP = 8
+PAGE_SHARE = 16  # one page in 16 is marked
+PAGE = 4096  # elements per page: the unit that is marked or not, and the sign stream's unit
 BLOCK = 32  # weights per quantization block; each block's largest magnitude is never moved
-CHUNK = 1 << 16  # sign-stream elements per Philox counter row: the unit a range is generated in
+_PAGE_DRAW_BELOW = (1 << 64) // PAGE_SHARE
 _MAGNITUDE = 0x7FFF
 _SMALLEST_NORMAL = 0x0400  # float16 magnitude bits of 2^-14
 _LARGEST_FINITE = 0x7BFF
@@ -43,21 +48,41 @@ def tensor_key(master_key: bytes, recipient: str, file: str, tensor: str) -> byt
     return hmac.new(master_key, message, hashlib.sha256).digest()
 
 
+def tensor_marked(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a checkpoint's tensor carries marks: the weight matrices (and embeddings), not the
+    norms' vectors, whose few thousand values are replicated in every shard."""
+    return len(shape) >= 2
+
+
+def pages_count(numel: int) -> int:
+    return -(-numel // PAGE)
+
+
+def pages_marked(key: bytes, first: int, count: int) -> np.ndarray:
+    """Whether pages first .. first + count of the key's tensor are marked (bool): a Philox stream
+    keyed by the key's last 128 bits, one draw per page, marked below 2^64 / PAGE_SHARE."""
+    if first < 0 or count < 0:
+        raise ValueError("first and count must be 0 or more.")
+    draws = np.random.Philox(key=int.from_bytes(key[16:32], "little")).random_raw(first + count)[first:]
+    return draws < np.uint64(_PAGE_DRAW_BELOW)
+
+
+def _page_signs(philox_key: int, page: int) -> np.ndarray:
+    raw = np.random.Philox(key=philox_key, counter=page << 64).random_raw(PAGE // 64)
+    return np.unpackbits(raw.astype("<u8").view(np.uint8), bitorder="little").astype(np.int8) * 2 - 1
+
+
 def signs(key: bytes, start: int, count: int) -> np.ndarray:
     """Elements start .. start + count of the key's +-1 stream (int8): the same values whichever
-    range they are asked in. Chunk c comes from Philox with the key's first 128 bits and counter
-    c << 64, so chunks never share counter values."""
+    range they are asked in. Page p comes from Philox with the key's first 128 bits and counter
+    p << 64, so pages never share counter values."""
     if start < 0 or count < 0:
         raise ValueError("start and count must be 0 or more.")
     philox_key = int.from_bytes(key[:16], "little")
-    first, last = start // CHUNK, (start + count - 1) // CHUNK if count else start // CHUNK - 1
-    parts = []
-    for chunk in range(first, last + 1):
-        raw = np.random.Philox(key=philox_key, counter=chunk << 64).random_raw(CHUNK // 64)
-        bits = np.unpackbits(raw.astype("<u8").view(np.uint8), bitorder="little")
-        parts.append(bits.astype(np.int8) * 2 - 1)
+    first, last = start // PAGE, (start + count - 1) // PAGE if count else start // PAGE - 1
+    parts = [_page_signs(philox_key, page) for page in range(first, last + 1)]
     stream = np.concatenate(parts) if parts else np.empty(0, np.int8)
-    offset = start - first * CHUNK
+    offset = start - first * PAGE
     return stream[offset : offset + count]
 
 
@@ -79,19 +104,37 @@ def eligible(weights: np.ndarray) -> np.ndarray:
     return ok.reshape(-1)[:count].reshape(np.shape(weights))
 
 
-def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
-    """A marked copy of float16 weights that start at element ``start`` of their tensor (a
-    multiple of BLOCK; the stretch ends at a multiple of BLOCK or at the tensor's end): each
-    eligible weight's magnitude moved by +-AMPLITUDE_ULP ulp."""
-    if start % BLOCK:
-        raise ValueError(f"a marked stretch starts at a multiple of {BLOCK} elements of its tensor.")
-    original = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1)
-    bits = original.view(np.uint16)
+def _mark_span(bits: np.ndarray, key: bytes, start: int) -> np.ndarray:
+    """Every eligible weight of a stretch moved by its sign (the stretch's own pages all marked)."""
+    original = bits.view(np.float16)
     # Magnitudes fit int16 (the sign bit is apart), and an eligible one stays normal and finite.
     move = signs(key, start, len(bits)).astype(np.int16) * np.int16(AMPLITUDE_ULP)
     move *= eligible(original)
     magnitude = (bits & np.uint16(_MAGNITUDE)).view(np.int16) + move
-    marked = (bits & np.uint16(~_MAGNITUDE & 0xFFFF)) | magnitude.view(np.uint16)
+    return (bits & np.uint16(~_MAGNITUDE & 0xFFFF)) | magnitude.view(np.uint16)
+
+
+def mark_page(weights: np.ndarray, key: bytes, page: int) -> np.ndarray:
+    """One page of a tensor (its PAGE elements, fewer for a last page) as the key marks it, for a
+    caller that already knows the key marks this page (``pages_marked``)."""
+    bits = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1).view(np.uint16)
+    return _mark_span(bits, key, page * PAGE).view(np.float16)
+
+
+def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
+    """A marked copy of float16 weights that start at element ``start`` of their tensor (a
+    multiple of BLOCK; the stretch ends at a multiple of BLOCK or at the tensor's end): in the
+    key's marked pages, each eligible weight's magnitude moved by +-AMPLITUDE_ULP ulp."""
+    if start % BLOCK:
+        raise ValueError(f"a marked stretch starts at a multiple of {BLOCK} elements of its tensor.")
+    bits = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1).view(np.uint16)
+    marked = bits.copy()
+    if len(bits):
+        first = start // PAGE
+        chosen = pages_marked(key, first, (start + len(bits) - 1) // PAGE - first + 1)
+        for page in np.flatnonzero(chosen) + first:
+            lo, hi = max(page * PAGE, start) - start, min((page + 1) * PAGE - start, len(bits))
+            marked[lo:hi] = _mark_span(bits[lo:hi], key, start + lo)
     return marked.view(np.float16).reshape(np.shape(weights))
 
 
@@ -132,11 +175,15 @@ class Evidence:
 
 
 def z_score(evidence: list[tuple[Evidence, bytes]]) -> float:
-    """z of one recipient over several tensors: each tensor's evidence with that recipient's key."""
+    """z of one recipient over several tensors: each tensor's evidence with that recipient's key,
+    over the weights of the pages the key marked."""
     total, norm = 0.0, 0.0
     for item, key in evidence:
-        total += float(item.u @ signs(key, 0, len(item.u)))
-        norm += float(item.u @ item.u)
+        philox_key = int.from_bytes(key[:16], "little")
+        for page in np.flatnonzero(pages_marked(key, 0, pages_count(len(item.u)))):
+            u = item.u[page * PAGE : (page + 1) * PAGE]
+            total += float(u @ _page_signs(philox_key, int(page))[: len(u)])
+            norm += float(u @ u)
     return float(total / np.sqrt(norm)) if norm > 0 else 0.0
 
 
@@ -148,16 +195,17 @@ def false_accusation_bound(z: float, recipients: int = 1) -> float:
 
 def noise_estimate(original: np.ndarray, suspect: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
     """sigma^2 per weight, estimated from the suspect itself, one value per row of the matrix (per
-    output channel, as per-channel quantizers work): the mean of d^2 - t^2 over the row, at least
-    0. An exact copy gives 0; a cast or a quantization gives about its grid^2 / 12. A suspect whose
-    rows are all marked by several copies averaged gives less than t^2 and is counted as exact."""
+    output channel, as per-channel quantizers work): the mean over the row of d^2 less the marks'
+    expected share, t^2 / PAGE_SHARE, at least 0. An exact copy gives 0; a cast or a quantization
+    gives about its grid^2 / 12. Copies averaged carry less than one copy's marks and read as
+    exact when nothing else was done."""
     w = np.asarray(original, dtype=np.float16)
     rows = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -1)
     t = (template(rows) if t is None else np.asarray(t)).reshape(rows.shape)
     d = np.asarray(suspect, dtype=np.float64).reshape(rows.shape) - rows.astype(np.float64)
     marked = t != 0
     counts = np.maximum(marked.sum(axis=1, keepdims=True), 1)
-    excess = np.where(marked, d * d - t * t, 0.0).sum(axis=1, keepdims=True) / counts
+    excess = np.where(marked, d * d - t * t / PAGE_SHARE, 0.0).sum(axis=1, keepdims=True) / counts
     return np.broadcast_to(np.maximum(excess, 0.0), rows.shape).reshape(-1)
 
 

@@ -14,13 +14,16 @@ the few names a state dict of tensors uses, and builds records instead of tensor
 
 from __future__ import annotations
 
+import bisect
+import os
 import pickle
 import struct
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -185,77 +188,202 @@ def checkpoint_layout(path: str | Path) -> Layout:
     return Layout(path.stat().st_size, entries, tensors, central, crc_fields)
 
 
+def layout_to_json(layout: Layout) -> dict:
+    """The layout as plain JSON values, to store once per published file."""
+    return {
+        "size": layout.size,
+        "central_directory_offset": layout.central_directory_offset,
+        "entries": [
+            [e.name, e.header_offset, e.data_offset, e.size, e.crc, e.descriptor_offset, e.descriptor_size]
+            for e in layout.entries.values()
+        ],
+        "tensors": [
+            [t.name, t.entry, t.dtype, t.element_size, t.storage_offset, t.numel, list(t.shape)] for t in layout.tensors
+        ],
+        "crc_fields": layout.crc_fields,
+    }
+
+
+def layout_from_json(value: dict) -> Layout:
+    try:
+        entries = {row[0]: Entry(*row) for row in value["entries"]}
+        tensors = [TensorSpan(*row[:6], tuple(row[6])) for row in value["tensors"]]
+        return Layout(value["size"], entries, tensors, value["central_directory_offset"], dict(value["crc_fields"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LayoutError(f"a stored layout cannot be read: {exc}") from exc
+
+
+# CRC-32 arithmetic (zlib's polynomial, reflected), for the CRC of a marked entry from the
+# original's CRC and the marked pages alone: for equal-length data, crc(M xor D) = crc(M) xor
+# crc(D) xor crc(zeros), and the register contribution of D, lin(D) = crc(D) xor crc(zeros), is
+# linear: lin(X + Y) = shift(lin(X), len(Y)) xor lin(Y), where shift multiplies by x^(8 len(Y))
+# modulo the polynomial (what zlib's crc32_combine does; Python's zlib does not expose it).
+_CRC_POLY = 0xEDB88320
+
+
+def _crc_multiply(a: int, b: int) -> int:
+    """a * b modulo the CRC polynomial, both in the reflected bit order."""
+    product, bit = 0, 1 << 31
+    while bit and a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return product
+
+
+def _x_to_2_to_n() -> list[int]:
+    powers, p = [], 1 << 30  # x^1
+    for _ in range(64):
+        powers.append(p)
+        p = _crc_multiply(p, p)
+    return powers
+
+
+_X_POWERS = _x_to_2_to_n()  # x^(2^k) for k = 0..63
+
+
+@lru_cache(maxsize=4096)
+def _x_to_8n(n_bytes: int) -> int:
+    """x^(8 n_bytes) modulo the polynomial: the shift over n_bytes zero bytes."""
+    p, k, n = 1 << 31, 3, n_bytes  # x^0
+    while n:
+        if n & 1:
+            p = _crc_multiply(_X_POWERS[k], p)
+        n >>= 1
+        k += 1
+    return p
+
+
+def crc32_shift(crc: int, n_bytes: int) -> int:
+    """A CRC register moved past n_bytes zero bytes."""
+    return _crc_multiply(_x_to_8n(n_bytes), crc) if crc else 0
+
+
+@lru_cache(maxsize=64)
+def _zeros_crc(length: int) -> int:
+    return zlib.crc32(bytes(length))
+
+
+@dataclass(frozen=True)
+class _Patch:
+    """Bytes of the copy that differ from the original's: a marked page, or an entry's CRC field."""
+
+    start: int  # file offsets, stop excluded
+    stop: int
+    entry: str
+    span: TensorSpan | None = None  # a page of this tensor, marked with key
+    key: bytes | None = None
+    page: int = 0
+
+
+def _local_reader(path: Path) -> Callable[[int, int], bytes]:
+    def read(start: int, length: int) -> bytes:
+        with open(path, "rb") as raw:
+            return os.pread(raw.fileno(), length, start)
+
+    return read
+
+
 class MarkedFile:
-    """A recipient's copy of a torch.save file: float16 tensors marked with ``key_of(tensor name)``
-    (None leaves a tensor alone), every other byte the original's. ``read(start, length)`` gives
-    any range; the same bytes whichever ranges they are read in."""
+    """A recipient's copy of a torch.save file: in each float16 tensor that ``key_of(tensor name)``
+    gives a key (None leaves a tensor alone), the pages that key marks; every other byte the
+    original's but the marked entries' CRCs. ``source`` is the original's path or a
+    ``read(start, length)`` function. ``pieces`` tells a server which bytes it may send straight
+    from the original and hands it the others; ``read`` gives any range's bytes; the same bytes
+    whichever ranges they are asked in. ``crcs`` (each marked entry's CRC in this copy) may be
+    given when known, else it is computed from the marked pages alone when first needed."""
 
-    def __init__(self, path: str | Path, layout: Layout, key_of: Callable[[str], bytes | None]):
-        self.path, self.layout = Path(path), layout
-        self.marked = [
-            (span, key) for span in layout.tensors
-            if span.dtype == "float16" and (key := key_of(span.name)) is not None
-        ]  # fmt: skip
-        self._crcs: dict[str, int] | None = None
+    def __init__(
+        self,
+        layout: Layout,
+        key_of: Callable[[str], bytes | None],
+        source: str | Path | Callable[[int, int], bytes],
+        crcs: dict[str, int] | None = None,
+    ):
+        self.layout = layout
+        self._read = source if callable(source) else _local_reader(Path(source))
+        patches = []
+        for span in layout.tensors:
+            if span.dtype != "float16" or (key := key_of(span.name)) is None:
+                continue
+            entry = layout.entries[span.entry]
+            base = entry.data_offset + span.byte_range[0]
+            for page in np.flatnonzero(fingerprint.pages_marked(key, 0, fingerprint.pages_count(span.numel))):
+                first = int(page) * fingerprint.PAGE
+                last = min(first + fingerprint.PAGE, span.numel)
+                patches.append(_Patch(base + first * 2, base + last * 2, span.entry, span, key, int(page)))
+        self.marked_entries = sorted({patch.entry for patch in patches})
+        for name in self.marked_entries:
+            entry = layout.entries[name]
+            patches.append(_Patch(entry.descriptor_offset + 4, entry.descriptor_offset + 8, name))
+            patches.append(_Patch(layout.crc_fields[name], layout.crc_fields[name] + 4, name))
+        self._patches = sorted(patches, key=lambda patch: patch.start)
+        self._starts = [patch.start for patch in self._patches]
+        self._crcs = dict(crcs) if crcs is not None else None
 
-    def _marked_in(self, entry: Entry, start: int, stop: int, data: bytearray) -> None:
-        """Mark data, the entry's bytes start .. stop (relative to its data), in place."""
-        for span, key in self.marked:
-            if self.layout.entries[span.entry] is not entry:
-                continue
-            first, last = span.byte_range
-            lo, hi = max(start, first), min(stop, last)
-            if lo >= hi:
-                continue
-            # Whole blocks of the tensor around the range: marking is defined block by block.
-            block_bytes = fingerprint.BLOCK * span.element_size
-            element0 = (lo - first) // block_bytes * fingerprint.BLOCK
-            window_start = first + element0 * span.element_size
-            window_stop = min(last, first + -(-(hi - first) // block_bytes) * block_bytes)
-            with open(self.path, "rb") as raw:
-                raw.seek(entry.data_offset + window_start)
-                window = np.frombuffer(raw.read(window_stop - window_start), dtype="<f2")
-            marked = fingerprint.mark(window, key, start=element0).tobytes()
-            data[lo - start : hi - start] = marked[lo - window_start : hi - window_start]
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def marked_bytes(self) -> int:
+        return sum(patch.stop - patch.start for patch in self._patches if patch.span is not None)
+
+    def _page(self, patch: _Patch, original: bytes | None = None) -> bytes:
+        if original is None:
+            original = self._read(patch.start, patch.stop - patch.start)
+        return fingerprint.mark_page(np.frombuffer(original, dtype="<f2"), patch.key, patch.page).tobytes()
+
+    def _patch_bytes(self, patch: _Patch) -> bytes:
+        if patch.span is not None:
+            return self._page(patch)
+        return struct.pack("<I", self.crcs()[patch.entry])
 
     def crcs(self) -> dict[str, int]:
-        """Each entry's CRC-32 in this copy (marked entries computed once, a MiB at a time)."""
+        """Each marked entry's CRC-32 in this copy, from the original's CRC and the marked pages
+        (read and marked once each)."""
         if self._crcs is None:
-            crcs = {name: entry.crc for name, entry in self.layout.entries.items()}
-            for name in {span.entry for span, _ in self.marked}:
-                entry, crc = self.layout.entries[name], 0
-                for at in range(0, entry.size, 1 << 20):
-                    crc = zlib.crc32(self._entry_bytes(entry, at, min(entry.size, at + (1 << 20))), crc)
-                crcs[name] = crc
+            crcs = {}
+            for name in self.marked_entries:
+                entry = self.layout.entries[name]
+                register, upto = 0, 0  # lin() of the copy's changes in the entry's first `upto` bytes
+                for patch in self._patches:
+                    if patch.entry != name or patch.span is None:
+                        continue
+                    original = self._read(patch.start, patch.stop - patch.start)
+                    changed = np.frombuffer(self._page(patch, original), np.uint8) ^ np.frombuffer(original, np.uint8)
+                    page_register = zlib.crc32(changed.tobytes()) ^ _zeros_crc(len(original))
+                    stop = patch.stop - entry.data_offset
+                    register = crc32_shift(register, stop - upto) ^ page_register
+                    upto = stop
+                crcs[name] = entry.crc ^ crc32_shift(register, entry.size - upto)
             self._crcs = crcs
         return self._crcs
 
-    def _entry_bytes(self, entry: Entry, start: int, stop: int) -> bytes:
-        with open(self.path, "rb") as raw:
-            raw.seek(entry.data_offset + start)
-            data = bytearray(raw.read(stop - start))
-        self._marked_in(entry, start, stop, data)
-        return bytes(data)
+    def pieces(self, start: int, stop: int) -> Iterator[tuple[int, int] | bytes]:
+        """The copy's bytes start .. stop in order, as runs ``(first, stop)`` that are the
+        original's bytes there and ``bytes`` made for the copy."""
+        stop = min(stop, self.layout.size)
+        at = start
+        index = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        for patch in self._patches[index:]:
+            if patch.start >= stop:
+                break
+            if patch.stop <= at:
+                continue
+            if patch.start > at:
+                yield (at, patch.start)
+                at = patch.start
+            hi = min(stop, patch.stop)
+            yield self._patch_bytes(patch)[at - patch.start : hi - patch.start]
+            at = hi
+        if at < stop:
+            yield (at, stop)
 
     def read(self, start: int, length: int) -> bytes:
-        stop = min(self.layout.size, start + length)
-        if start >= stop:
-            return b""
-        with open(self.path, "rb") as raw:
-            raw.seek(start)
-            data = bytearray(raw.read(stop - start))
-        marked_entries = {span.entry for span, _ in self.marked}
-        for name in marked_entries:
-            entry = self.layout.entries[name]
-            lo, hi = max(start, entry.data_offset), min(stop, entry.data_offset + entry.size)
-            if lo < hi:
-                part = bytearray(data[lo - start : hi - start])
-                self._marked_in(entry, lo - entry.data_offset, hi - entry.data_offset, part)
-                data[lo - start : hi - start] = part
-            # The CRC in the descriptor (after its signature) and in the central directory.
-            crc = struct.pack("<I", self.crcs()[name])
-            for field_at in (entry.descriptor_offset + 4, self.layout.crc_fields[name]):
-                lo, hi = max(start, field_at), min(stop, field_at + 4)
-                if lo < hi:
-                    data[lo - start : hi - start] = crc[lo - field_at : hi - field_at]
-        return bytes(data)
+        parts = []
+        for piece in self.pieces(start, start + length):
+            parts.append(self._read(piece[0], piece[1] - piece[0]) if isinstance(piece, tuple) else piece)
+        return b"".join(parts)

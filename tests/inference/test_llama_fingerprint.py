@@ -1,6 +1,7 @@
 """The arithmetic of per-recipient fingerprints (inference/llama/fingerprint.py) on float16
-weights: seekable keyed signs, what is marked and what is not, and identification of the right
-recipient among a hundred after a bfloat16 cast, per-channel int8 quantization and averaging."""
+weights: seekable keyed signs, keyed pages, what is marked and what is not, and identification of
+the right recipient among a hundred after a bfloat16 cast, per-channel int8 quantization and
+averaging."""
 
 import numpy as np
 import pytest
@@ -9,12 +10,14 @@ import torch
 from inference.llama.fingerprint import (
     AMPLITUDE_ULP,
     BLOCK,
-    CHUNK,
+    PAGE,
+    PAGE_SHARE,
     Evidence,
     bfloat16_noise,
     eligible,
     false_accusation_bound,
     mark,
+    pages_marked,
     signs,
     tensor_key,
     z_score,
@@ -26,9 +29,9 @@ RECIPIENTS = [f"grant-{i}" for i in range(100)]
 
 @pytest.fixture(scope="module")
 def weights():
-    """A weight matrix as LLaMA's are: float16, small values (std 0.02), 512 x 512."""
+    """A weight matrix as LLaMA's are: float16, small values (std 0.02), 1024 x 1024 (256 pages)."""
     generator = torch.Generator().manual_seed(0)
-    return (torch.randn(512, 512, generator=generator) * 0.02).to(torch.float16).numpy()
+    return (torch.randn(1024, 1024, generator=generator) * 0.02).to(torch.float16).numpy()
 
 
 def key(recipient: str) -> bytes:
@@ -42,21 +45,30 @@ def scores(original, suspect, noise=0.0) -> dict[str, float]:
 
 def test_signs_are_the_same_whichever_range_they_are_asked_in():
     k = key("grant-1")
-    whole = signs(k, 0, 3 * CHUNK)
-    assert set(np.unique(whole)) == {-1, 1} and abs(whole.mean()) < 0.02
-    for start, count in [(0, 10), (CHUNK - 5, 10), (12345, CHUNK + 7), (2 * CHUNK, CHUNK)]:
+    whole = signs(k, 0, 3 * PAGE)
+    assert set(np.unique(whole)) == {-1, 1} and abs(whole.mean()) < 0.05
+    for start, count in [(0, 10), (PAGE - 5, 10), (1234, PAGE + 7), (2 * PAGE, PAGE)]:
         assert np.array_equal(signs(k, start, count), whole[start : start + count])
     assert not np.array_equal(signs(key("grant-2"), 0, 1000), whole[:1000])
     assert len(signs(k, 5, 0)) == 0
 
 
-def test_a_mark_moves_eligible_weights_by_the_amplitude_and_leaves_the_rest(weights):
+def test_pages_are_drawn_per_key_one_in_page_share_and_seekable():
+    chosen = pages_marked(key("grant-1"), 0, 16_000)
+    assert abs(chosen.mean() - 1 / PAGE_SHARE) < 0.01
+    assert np.array_equal(pages_marked(key("grant-1"), 777, 100), chosen[777:877])
+    assert not np.array_equal(pages_marked(key("grant-2"), 0, 16_000), chosen)
+
+
+def test_a_mark_moves_eligible_weights_of_marked_pages_by_the_amplitude_and_leaves_the_rest(weights):
     marked = mark(weights, key("grant-1"))
-    steps = marked.view(np.uint16).astype(np.int32) - weights.view(np.uint16).astype(np.int32)
-    mask = eligible(weights)
+    steps = (marked.view(np.uint16).astype(np.int32) - weights.view(np.uint16).astype(np.int32)).reshape(-1)
+    in_marked_page = np.repeat(pages_marked(key("grant-1"), 0, weights.size // PAGE), PAGE)
+    mask = eligible(weights).reshape(-1) & in_marked_page
+    assert 0 < in_marked_page.mean() < 0.15
     assert set(np.unique(np.abs(steps[mask]))) == {AMPLITUDE_ULP}
     assert not steps[~mask].any()
-    assert mask.mean() > 0.9
+    assert eligible(weights).mean() > 0.8
     # Each block's largest magnitude stays, so a block quantizer picks the same scale.
     blocks = np.abs(weights.reshape(-1, BLOCK).astype(np.float32))
     assert np.array_equal(blocks.max(axis=1), np.abs(marked.reshape(-1, BLOCK).astype(np.float32)).max(axis=1))
@@ -66,7 +78,7 @@ def test_a_mark_moves_eligible_weights_by_the_amplitude_and_leaves_the_rest(weig
 def test_a_stretch_of_a_tensor_is_marked_as_the_whole_marks_it(weights):
     flat = weights.reshape(-1)
     whole = mark(flat, key("grant-3"))
-    start, stop = 37 * BLOCK, 200 * BLOCK
+    start, stop = 37 * BLOCK, 37 * BLOCK + 9 * PAGE
     assert np.array_equal(mark(flat[start:stop], key("grant-3"), start=start), whole[start:stop])
     assert np.array_equal(mark(flat[stop:], key("grant-3"), start=stop), whole[stop:])  # to the tensor's end
     with pytest.raises(ValueError):

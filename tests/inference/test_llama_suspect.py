@@ -33,7 +33,7 @@ def marked_copy(original, grant: str, out):
     for path in sorted(original.iterdir()):
         if path.name.startswith("consolidated."):
             layout = checkpoint_layout(path)
-            copy = MarkedFile(path, layout, lambda name, f=path.name: key_of(grant)(f"{f}:{name}"))
+            copy = MarkedFile(layout, lambda name, f=path.name: key_of(grant)(f"{f}:{name}"), path)
             (out / path.name).write_bytes(copy.read(0, layout.size))
         else:
             (out / path.name).write_bytes(path.read_bytes())

@@ -22,9 +22,10 @@ def checkpoint(tmp_path_factory):
     generator = torch.Generator().manual_seed(1)
     base = torch.arange(40, dtype=torch.float16)
     state = {
-        "layers.0.attention.wq.weight": (torch.randn(64, 96, generator=generator) * 0.02).half(),
-        "layers.0.attention_norm.weight": torch.ones(96, dtype=torch.float16),
-        "tok_embeddings.weight": (torch.randn(50, 64, generator=generator)).half(),
+        # Big enough (64 and 32 pages) that each recipient's key marks some of their pages.
+        "layers.0.attention.wq.weight": (torch.randn(512, 512, generator=generator) * 0.02).half(),
+        "layers.0.attention_norm.weight": torch.ones(512, dtype=torch.float16),
+        "tok_embeddings.weight": (torch.randn(256, 512, generator=generator)).half(),
         "a_view": base[3:30],  # a tensor that starts inside its storage
         "rope.freqs": torch.rand(8, generator=generator),  # float32: never marked
     }
@@ -33,10 +34,14 @@ def checkpoint(tmp_path_factory):
     return path, state
 
 
-def copy_of(path, recipient: str) -> MarkedFile:
-    return MarkedFile(path, checkpoint_layout(path), lambda name: (
+def keys(path, recipient: str):
+    return lambda name: (
         None if name.endswith("norm.weight") else fingerprint.tensor_key(MASTER, recipient, path.name, name)
-    ))  # fmt: skip
+    )
+
+
+def copy_of(path, recipient: str) -> MarkedFile:
+    return MarkedFile(checkpoint_layout(path), keys(path, recipient), path)
 
 
 def whole(marked: MarkedFile) -> bytes:
@@ -68,6 +73,7 @@ def test_a_marked_copy_loads_passes_the_zip_check_and_changes_only_marked_weight
     for name in ("layers.0.attention.wq.weight", "tok_embeddings.weight", "a_view"):
         expected = fingerprint.mark(state[name].numpy(), fingerprint.tensor_key(MASTER, "grant-1", path.name, name))
         assert np.array_equal(loaded[name].numpy(), expected), name
+    for name in ("layers.0.attention.wq.weight", "tok_embeddings.weight"):
         assert not torch.equal(loaded[name], state[name])
     other = torch.load(io.BytesIO(whole(copy_of(path, "grant-2"))), weights_only=True)
     assert not torch.equal(other["layers.0.attention.wq.weight"], loaded["layers.0.attention.wq.weight"])
@@ -83,6 +89,41 @@ def test_any_range_equals_the_same_bytes_of_the_whole_copy(checkpoint):
         length = rng.choice([1, 2, 3, 63, 64, 65, 1000, rng.randrange(1, len(data))])
         assert marked.read(start, length) == data[start : start + length], (start, length)
     assert marked.read(len(data), 10) == b"" and marked.read(len(data) - 3, 10) == data[-3:]
+
+
+def test_pieces_name_the_original_runs_and_make_only_the_marked_pages_and_crcs(checkpoint):
+    path, _ = checkpoint
+    marked = copy_of(path, "grant-4")
+    pieces = list(marked.pieces(0, marked.size))
+    made = sum(len(piece) for piece in pieces if isinstance(piece, bytes))
+    assert made == marked.marked_bytes + 8 * len(marked.marked_entries)
+    assert 0 < made < marked.size / 8  # about one page in sixteen of the weights
+    original = path.read_bytes()
+    rebuilt = b"".join(original[p[0] : p[1]] if isinstance(p, tuple) else p for p in pieces)
+    assert rebuilt == whole(marked)
+
+
+def test_crc_shift_is_zlibs_combine():
+    import zlib
+
+    from inference.llama.torch_zip import crc32_shift
+
+    rng = random.Random(3)
+    for length_a, length_b in [(1, 1), (100, 8192), (5000, 12345), (0, 10), (70000, 3)]:
+        a, b = rng.randbytes(length_a), rng.randbytes(length_b)
+        assert zlib.crc32(a + b) == crc32_shift(zlib.crc32(a), length_b) ^ zlib.crc32(b)
+
+
+def test_the_layout_survives_json_and_serves_the_same_copy(checkpoint):
+    import json
+
+    from inference.llama.torch_zip import layout_from_json, layout_to_json
+
+    path, _ = checkpoint
+    stored = layout_from_json(json.loads(json.dumps(layout_to_json(checkpoint_layout(path)))))
+    assert stored == checkpoint_layout(path)
+    again = MarkedFile(stored, keys(path, "grant-5"), lambda start, n: path.read_bytes()[start : start + n])
+    assert whole(again) == whole(copy_of(path, "grant-5"))
 
 
 def test_a_file_that_is_not_a_torch_checkpoint_is_refused(tmp_path):
