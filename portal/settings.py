@@ -379,6 +379,34 @@ DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY = env.int("DOWNLOAD_BUNDLES_PER_GRANT_PER_DAY
 DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE = env.int("DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE", default=30)
 DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL = env.int("DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL", default=600)
 
+# --- Fingerprints --------------------------------------------------------------------
+# Master keys of the per-recipient marks in downloaded weights, "ID:SECRET" separated by commas:
+# new copies are marked with the first; the others stay to identify copies marked with them
+# (rotate by putting a new key first). Unset: one key derived from SECRET_KEY, id "secret-key"
+# (keep that id's secret listed if SECRET_KEY changes, or those copies cannot be identified).
+def _fingerprint_keys(value: str) -> dict[str, bytes]:
+    import hashlib
+    import hmac
+
+    if not value.strip():
+        return {"secret-key": hmac.new(SECRET_KEY.encode(), b"portal weight fingerprints", hashlib.sha256).digest()}
+    keys = {}
+    for item in value.split(","):
+        key_id, _, secret = item.strip().partition(":")
+        if not key_id or len(secret) < 32 or len(key_id) > 40 or key_id in keys:
+            raise ImproperlyConfigured(
+                "FINGERPRINT_KEYS is 'ID:SECRET,ID:SECRET' with distinct ids of up to 40 characters and secrets "
+                "of at least 32 characters (e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`)."
+            )
+        keys[key_id] = secret.encode()
+    return keys
+
+
+FINGERPRINT_KEYS = _fingerprint_keys(env.str("FINGERPRINT_KEYS", default=""))
+# A recipient's copies whose files total at most this many bytes get their checksums computed while
+# the links are made (ready at once); larger ones by a Celery task, the page saying "preparing".
+FINGERPRINT_INLINE_CHECKSUM_BYTES = env.int("FINGERPRINT_INLINE_CHECKSUM_BYTES", default=64 << 20)
+
 # --- Sandbox ------------------------------------------------------------------------
 # What one /v1/ request may ask for; read where requests are parsed (inference.sandbox.openai_params).
 SANDBOX_MAX_TOKENS = env.int("SANDBOX_MAX_TOKENS", default=1024)

@@ -57,6 +57,13 @@ class ModelVariant(models.Model):
     auto_reject_embargoed = models.BooleanField(
         default=False, help_text="Reject requests from countries on the embargo list by policy."
     )
+    fingerprint = models.BooleanField(
+        default=True,
+        help_text=(
+            "Each recipient's download of the weight files carries their own keyed marks, so a leaked copy names "
+            "its grant (fingerprint_identify). Turning it off affects links created afterwards."
+        ),
+    )
     is_listed = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
 

@@ -17,7 +17,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.distribution.bundles import bundle_create, bundle_current, bundle_files, unusable_grant_message
+from access.distribution.bundles import (
+    bundle_checksums_ready,
+    bundle_create,
+    bundle_current,
+    bundle_files,
+    unusable_grant_message,
+)
 from access.distribution.models import DownloadBundle
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
 from access.grants.models import GrantStatus
@@ -32,8 +38,15 @@ _GRANT_MISSING = "You have no grant with this id. GET /api/v1/grants lists yours
 class DownloadFileSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="File name inside the model's folder, e.g. consolidated.00.pth.")
     size = serializers.IntegerField(help_text="Bytes.")
-    sha256 = serializers.CharField()
-    md5 = serializers.CharField()
+    sha256 = serializers.CharField(
+        allow_null=True,
+        help_text="Of your own copy: weight files carry your fingerprint, so they differ from anyone else's. "
+        "null while it is being computed (checksums_ready false); ask again in a minute.",
+    )
+    md5 = serializers.CharField(
+        allow_null=True, help_text="Of your own copy, as checklist.chk lists it; null meanwhile."
+    )
+    marked = serializers.BooleanField(help_text="The file carries your fingerprint (a keyed mark in the weights).")
     url = serializers.URLField(help_text="Gateway link; needs no other credential. Supports HTTP Range to resume.")
     downloads_left = serializers.IntegerField(
         help_text="Whole copies of the file the link still allows. Resuming, or fetching in Range parts, "
@@ -48,17 +61,22 @@ class DownloadFileSerializer(serializers.Serializer):
 class DownloadBundleSerializer(serializers.Serializer):
     bundle = serializers.CharField(help_text="The bundle's id; quote it in support mail.")
     expires_at = serializers.DateTimeField(help_text="Every link of the bundle stops working at this time.")
+    checksums_ready = serializers.BooleanField(
+        help_text="Every file's checksums are computed; download_sh and manifest answer 503 until then."
+    )
     files = DownloadFileSerializer(many=True)
     download_sh = serializers.URLField(help_text="POSIX shell script that downloads, resumes and verifies every file.")
     manifest = serializers.URLField(help_text="The same links and checksums as JSON.")
 
 
 def _bundle_body(bundle: DownloadBundle, request) -> dict:
+    files = bundle_files(bundle, request)
     return DownloadBundleSerializer(
         {
             "bundle": bundle.public_id,
             "expires_at": bundle.expires_at,
-            "files": bundle_files(bundle, request),
+            "checksums_ready": bundle_checksums_ready(files),
+            "files": files,
             "download_sh": download_absolute_url(bundle_script_path(bundle), request),
             "manifest": download_absolute_url(bundle_manifest_path(bundle), request),
         }

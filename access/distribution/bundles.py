@@ -7,6 +7,7 @@ Counting a link's downloads is the gateway's (``access.distribution.gateway.coun
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -16,6 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from access.audit.services import audit_event_record
+from access.distribution.fingerprints import (
+    CHECKLIST,
+    ChecksumsPreparing,
+    recipient_checklist,
+    weight_copies_for_bundle,
+    weight_copies_prepare_later,
+)
 from access.distribution.models import DownloadBundle, DownloadLink, WeightFile
 from access.distribution.rules import allowance_bytes
 from access.distribution.tokens import download_absolute_url, grants_page_url, link_path
@@ -80,10 +88,18 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
     bundle = DownloadBundle(grant=grant, created_at=now, expires_at=expires_at)
     bundle.full_clean()
     bundle.save()
+    # Each weight file of a variant with fingerprints on is sent as the grant's own marked copy.
+    copies = weight_copies_for_bundle(grant, files)
     DownloadLink.objects.bulk_create(
-        DownloadLink(bundle=bundle, file=weight_file, max_downloads=settings.DOWNLOAD_LINK_MAX_DOWNLOADS)
+        DownloadLink(
+            bundle=bundle,
+            file=weight_file,
+            copy=copies.get(weight_file.pk),
+            max_downloads=settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
+        )
         for weight_file in files
     )
+    weight_copies_prepare_later(copies.values())
     audit_event_record(
         action="download.bundle_created",
         actor=user,
@@ -93,6 +109,7 @@ def bundle_create(*, grant: Grant, user, request=None) -> DownloadBundle:
             "grant": grant.pk,
             "variant": grant.variant.slug,
             "files": len(files),
+            "marked_files": len(copies),
             "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
             "expires_at": expires_at.isoformat(),
             "retired_bundles": retired,
@@ -127,34 +144,67 @@ def bundle_current(grant: Grant) -> DownloadBundle | None:
     return DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).order_by("-created_at", "-id").first()
 
 
+_PREPARING = object()  # the recipient's checklist, while its copies' checksums are computed
+
+
+def _link_checksums(link: DownloadLink, checklist) -> tuple[str | None, str | None]:
+    """(sha256, md5) of the bytes this link sends: the recipient's copy's, None while they are
+    being computed; the recipient's checklist's; or the published file's."""
+    if link.copy_id is not None:
+        ready = link.copy.prepared_at is not None
+        return (link.copy.sha256, link.copy.md5) if ready else (None, None)
+    if link.file.name == CHECKLIST and checklist is _PREPARING:
+        return None, None
+    if link.file.name == CHECKLIST and checklist is not None:
+        return hashlib.sha256(checklist).hexdigest(), hashlib.md5(checklist, usedforsecurity=False).hexdigest()
+    return link.file.sha256, link.file.md5
+
+
 def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
-    """The bundle's files with their gateway URLs, as the API and the pages show them."""
-    links = bundle.links.select_related("file").order_by("file__name")
-    return [
-        {
+    """The bundle's files with their gateway URLs and the checksums of the recipient's own bytes,
+    as the API and the pages show them (sha256 and md5 None while a copy's are being computed;
+    ``marked``: the file carries the recipient's fingerprint)."""
+    links = list(bundle.links.select_related("file", "copy").order_by("file__name"))
+    try:
+        checklist = recipient_checklist(bundle.pk) if any(link.copy_id for link in links) else None
+    except ChecksumsPreparing:
+        checklist = _PREPARING
+    files = []
+    for link in links:
+        sha256, md5 = _link_checksums(link, checklist)
+        files.append({
             "name": link.file.name,
             "size": link.file.size,
-            "sha256": link.file.sha256,
-            "md5": link.file.md5,
+            "sha256": sha256,
+            "md5": md5,
+            "marked": link.copy_id is not None,
             "url": download_absolute_url(link_path(link), request),
             "downloads_left": link.downloads_left,
             "bytes_left": max(
                 allowance_bytes(max_downloads=link.max_downloads, file_size=link.file.size) - link.bytes_reserved, 0
             ),
-        }
-        for link in links
-    ]
+        })  # fmt: skip
+    return files
+
+
+def bundle_checksums_ready(files: list[dict]) -> bool:
+    return all(entry["sha256"] is not None for entry in files)
 
 
 def bundle_manifest(bundle: DownloadBundle, request=None) -> dict:
+    """The manifest (and download.sh's data). Raises ChecksumsPreparing while the recipient's
+    checksums are being computed: a script without them could not verify the copy."""
+    files = bundle_files(bundle, request)
+    if not bundle_checksums_ready(files):
+        raise ChecksumsPreparing(
+            "Your copy's checksums are still being computed (a minute or two for a large model), and the "
+            "script and manifest carry them. Try again shortly; the downloads page shows when they are ready."
+        )
     return {
         "model": bundle.grant.variant.slug,
         "bundle": bundle.public_id,
         "expires_at": bundle.expires_at.isoformat(),
-        "files": [
-            {key: entry[key] for key in ("name", "url", "size", "sha256", "md5")}
-            for entry in bundle_files(bundle, request)
-        ],
+        "files": [{key: entry[key] for key in ("name", "url", "size", "sha256", "md5")} for entry in files],
     }
 
 

@@ -133,3 +133,9 @@ def download_event_record(
 def download_event_bytes_sent(event_id: int, bytes_sent: int) -> None:
     """Correct the bytes logged for a transfer that ended short (the client went away)."""
     DownloadEvent.objects.filter(pk=event_id).update(bytes_sent=bytes_sent)
+
+
+def download_event_served_by_portal(event_id: int, size: int) -> None:
+    """A whole-file GET the one-statement path logged as storage would have sent it (redirected,
+    accel_redirect) that the portal sends itself: a recipient's marked copy or checklist."""
+    DownloadEvent.objects.filter(pk=event_id).update(outcome="served", status_code=200, bytes_sent=size)

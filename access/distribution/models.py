@@ -32,6 +32,12 @@ class WeightFile(models.Model):
     sha256 = models.CharField(max_length=64)
     md5 = models.CharField(max_length=32)
     published_at = models.DateTimeField(default=timezone.now)
+    layout = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Where a torch.save file's entries and tensors lie (inference.llama.torch_zip), read once when "
+        "published; empty for files without weights, which are sent unchanged.",
+    )
 
     class Meta:
         ordering = ["variant", "name"]
@@ -39,6 +45,32 @@ class WeightFile(models.Model):
 
     def __str__(self):
         return f"{self.variant.slug}/{self.name}"
+
+
+class WeightCopy(models.Model):
+    """One recipient's marked copy of a weight file: never stored, made by the gateway while it
+    streams from the original, and described here by what identifies it (grant, the original's
+    sha256, the master key it was marked with) and its checksums, computed once by a Celery task
+    (``access.distribution.fingerprints``). An exact leaked copy is named by its sha256 alone."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="weight_copies")
+    file = models.ForeignKey(WeightFile, on_delete=models.PROTECT, related_name="copies")
+    file_sha256 = models.CharField(max_length=64, help_text="The original's sha256 the copy was made from.")
+    key_id = models.CharField(max_length=40, help_text="Which FINGERPRINT_KEYS entry marked it.")
+    created_at = models.DateTimeField(default=timezone.now)
+    crcs = models.JSONField(null=True, blank=True, help_text="CRC-32 of each marked zip entry, once computed.")
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    md5 = models.CharField(max_length=32, blank=True)
+    prepared_at = models.DateTimeField(null=True, blank=True, help_text="When its checksums were computed.")
+
+    class Meta:
+        ordering = ["grant", "file__name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["grant", "file", "file_sha256", "key_id"], name="weight_copy_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.file} for grant {self.grant_id}"
 
 
 class DownloadBundle(models.Model):
@@ -81,6 +113,14 @@ class DownloadLink(models.Model):
 
     bundle = models.ForeignKey(DownloadBundle, on_delete=models.CASCADE, related_name="links")
     file = models.ForeignKey(WeightFile, on_delete=models.PROTECT, related_name="links")
+    copy = models.ForeignKey(
+        WeightCopy,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="links",
+        help_text="The recipient's marked copy this link sends; empty: the file as published.",
+    )
     public_id = models.CharField(max_length=32, unique=True, default=_public_id, editable=False)
     max_downloads = models.PositiveIntegerField()
     downloads_used = models.PositiveIntegerField(default=0)

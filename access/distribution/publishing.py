@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import pickle
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +133,23 @@ def _file_hashes(path: Path, progress) -> tuple[int, str, str]:
     return size, sha256.hexdigest(), md5.hexdigest()
 
 
+def _weights_layout(source: Path, warnings: list[str]) -> dict | None:
+    """Where a shard's tensors lie, read once here so the gateway can serve recipients' marked
+    copies (access.distribution.fingerprints); None for files without weights."""
+    from inference.llama.torch_zip import LayoutError, checkpoint_layout, layout_to_json
+
+    if not SHARD_PATTERN.fullmatch(source.name):
+        return None
+    try:
+        return layout_to_json(checkpoint_layout(source))
+    except (LayoutError, zipfile.BadZipFile, OSError, pickle.UnpicklingError, ValueError) as exc:
+        warnings.append(
+            f"{source.name} cannot be read as a torch.save checkpoint ({exc}); it is sent to every recipient "
+            "unmarked, without a fingerprint."
+        )
+        return None
+
+
 def _file_publish(*, storage, key: str, source: Path, existing: WeightFile | None, progress_factory) -> PublishedFile:
     size = source.stat().st_size
     with progress_factory(source.name, size) as bar:
@@ -229,6 +248,7 @@ def weights_publish(
         weight_files=[],
         warnings=_source_checklist_warnings(source_dir, published),
     )
+    layouts = {source.name: _weights_layout(source, result.warnings) for source in sources}
 
     stale_keys = []
     with transaction.atomic():
@@ -236,9 +256,9 @@ def weights_publish(
         current = {wf.name: wf for wf in WeightFile.objects.filter(variant=variant)}
         for f in published:
             row = current.get(f.name) or WeightFile(variant=variant, name=f.name)
-            fields = (weight_file_key(variant, f.name), f.size, f.sha256, f.md5)
-            if row.pk is None or (row.storage_key, row.size, row.sha256, row.md5) != fields:
-                row.storage_key, row.size, row.sha256, row.md5 = fields
+            fields = (weight_file_key(variant, f.name), f.size, f.sha256, f.md5, layouts.get(f.name))
+            if row.pk is None or (row.storage_key, row.size, row.sha256, row.md5, row.layout) != fields:
+                row.storage_key, row.size, row.sha256, row.md5, row.layout = fields
                 row.published_at = timezone.now()
                 row.full_clean()
                 row.save()

@@ -14,7 +14,6 @@ from access.distribution.leak import grant_leak_check, grant_leak_serialized, gr
 from access.distribution.models import WeightFile
 from access.distribution.storage import StorageError, weight_storage
 
-
 __all__ = [
     "WeightFileFetchError",
     "client_network",

@@ -3,7 +3,8 @@ embedded default) or an S3-compatible bucket. Backend errors surface as
 ``StorageError``.
 
 Both backends offer ``put_file(key, source, progress=)`` (reads the source once,
-computing sha256 and md5 on the way), ``stat(key)`` and ``delete(key)``. The local
+computing sha256 and md5 on the way), ``read_range(key, start, length)`` (what a recipient's
+marked copy is made from), ``stat(key)`` and ``delete(key)``. The local
 backend adds ``path(key)`` for the gateway to stream from (or hand to nginx); the
 S3 backend adds ``presigned_get_url`` for the gateway to redirect to, since the
 bucket stays private."""
@@ -136,6 +137,14 @@ class LocalWeightStorage:
         except OSError as exc:
             raise StorageError(f"could not copy {source} to {target}: {exc.strerror or exc}") from exc
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """length bytes of the object from start (fewer at its end)."""
+        try:
+            with open(self.path(key), "rb") as raw:
+                return os.pread(raw.fileno(), length, start)
+        except OSError as exc:
+            raise StorageError(f"could not read {self.path(key)}: {exc.strerror or exc}") from exc
+
     def stat(self, key: str) -> int | None:
         try:
             return self.path(key).stat().st_size
@@ -237,6 +246,24 @@ class S3WeightStorage:
             raise StorageError(f"could not write {target}: {exc.strerror or exc}") from exc
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not download s3://{self.bucket}/{key}: {exc}") from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """length bytes of the object from start (fewer at its end), by one ranged GET."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if length <= 0:
+            return b""
+        try:
+            response = self.transfer_client.get_object(
+                Bucket=self.bucket, Key=str(key_check(key)), Range=f"bytes={start}-{start + length - 1}"
+            )
+            return response["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""
+            raise StorageError(f"could not read s3://{self.bucket}/{key}: {exc}") from exc
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"could not read s3://{self.bucket}/{key}: {exc}") from exc
 
     def stat(self, key: str) -> int | None:
         from botocore.exceptions import BotoCoreError, ClientError

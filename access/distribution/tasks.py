@@ -1,4 +1,4 @@
-"""The distribution's Celery task: the leak alert email to reviewers."""
+"""The distribution's Celery tasks: the leak alert email to reviewers, and a recipient's copy's checksums."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def notify_download_leak_suspected(bundle_id: int) -> None:
             "url": absolute_url(reverse("review-grant-downloads", args=[bundle.grant_id])),
         },
     )
+
+
+@shared_task(name="access.weight_copy_prepare", acks_late=True, ignore_result=True)
+def weight_copy_prepare_task(copy_id: int) -> None:
+    """Compute a recipient's marked copy's checksums (enqueued when links are created)."""
+    from access.distribution.fingerprints import weight_copy_prepare
+
+    weight_copy_prepare(copy_id)

@@ -19,7 +19,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from access.distribution.bundles import bundle_create, bundle_current, bundle_files, bundle_unsuspend
+from access.distribution.bundles import (
+    bundle_checksums_ready,
+    bundle_create,
+    bundle_current,
+    bundle_files,
+    bundle_unsuspend,
+)
 from access.distribution.models import DownloadBundle
 from access.distribution.selectors import bundles_for_grant, download_events_for_grant, weights_published
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
@@ -47,13 +53,16 @@ def grant_downloads(request, pk: int):
     # Links are shown only while they can work; an old bundle's checksums are still worth showing.
     links_work = bundle is not None and usable and not expired and not suspended
     script_url = download_absolute_url(bundle_script_path(bundle), request) if links_work else ""
+    files = bundle_files(bundle, request) if bundle is not None else []
     return render(
         request,
         "access/apply/grant_downloads.html",
         {
             "grant": grant,
             "bundle": bundle,
-            "files": bundle_files(bundle, request) if bundle is not None else [],
+            "files": files,
+            "checksums_ready": bundle_checksums_ready(files),
+            "any_marked": any(entry["marked"] for entry in files),
             "expired": expired,
             "suspended": suspended,
             "usable": usable,

@@ -58,13 +58,20 @@ def pages_count(numel: int) -> int:
     return -(-numel // PAGE)
 
 
-def pages_marked(key: bytes, first: int, count: int) -> np.ndarray:
-    """Whether pages first .. first + count of the key's tensor are marked (bool): a Philox stream
-    keyed by the key's last 128 bits, one draw per page, marked below 2^64 / PAGE_SHARE."""
-    if first < 0 or count < 0:
-        raise ValueError("first and count must be 0 or more.")
+def pages_marked(key: bytes, n_pages: int, first: int = 0, count: int | None = None) -> np.ndarray:
+    """Whether pages first .. first + count of the key's tensor of n_pages pages are marked
+    (bool): a Philox stream keyed by the key's last 128 bits, one draw per page, marked below
+    2^64 / PAGE_SHARE; and one page chosen by a hash of the key always, so a small tensor (the
+    demo's hold one page each) is never left unmarked."""
+    count = n_pages - first if count is None else count
+    if first < 0 or count < 0 or first + count > n_pages:
+        raise ValueError("the pages asked for must lie within the tensor's.")
     draws = np.random.Philox(key=int.from_bytes(key[16:32], "little")).random_raw(first + count)[first:]
-    return draws < np.uint64(_PAGE_DRAW_BELOW)
+    chosen = draws < np.uint64(_PAGE_DRAW_BELOW)
+    always = int.from_bytes(hashlib.sha256(key + b"\x00always").digest()[:8], "little") % n_pages if n_pages else 0
+    if first <= always < first + count:
+        chosen[always - first] = True
+    return chosen
 
 
 def _page_signs(philox_key: int, page: int) -> np.ndarray:
@@ -121,17 +128,19 @@ def mark_page(weights: np.ndarray, key: bytes, page: int) -> np.ndarray:
     return _mark_span(bits, key, page * PAGE).view(np.float16)
 
 
-def mark(weights: np.ndarray, key: bytes, start: int = 0) -> np.ndarray:
-    """A marked copy of float16 weights that start at element ``start`` of their tensor (a
-    multiple of BLOCK; the stretch ends at a multiple of BLOCK or at the tensor's end): in the
-    key's marked pages, each eligible weight's magnitude moved by +-AMPLITUDE_ULP ulp."""
+def mark(weights: np.ndarray, key: bytes, start: int = 0, numel: int | None = None) -> np.ndarray:
+    """A marked copy of float16 weights that start at element ``start`` of their tensor of
+    ``numel`` elements (a multiple of BLOCK; the stretch ends at a multiple of BLOCK or at the
+    tensor's end, which it is taken to end at when numel is not given): in the key's marked
+    pages, each eligible weight's magnitude moved by +-AMPLITUDE_ULP ulp."""
     if start % BLOCK:
         raise ValueError(f"a marked stretch starts at a multiple of {BLOCK} elements of its tensor.")
     bits = np.ascontiguousarray(weights, dtype=np.float16).reshape(-1).view(np.uint16)
     marked = bits.copy()
+    numel = start + len(bits) if numel is None else numel
     if len(bits):
         first = start // PAGE
-        chosen = pages_marked(key, first, (start + len(bits) - 1) // PAGE - first + 1)
+        chosen = pages_marked(key, pages_count(numel), first, (start + len(bits) - 1) // PAGE - first + 1)
         for page in np.flatnonzero(chosen) + first:
             lo, hi = max(page * PAGE, start) - start, min((page + 1) * PAGE - start, len(bits))
             marked[lo:hi] = _mark_span(bits[lo:hi], key, start + lo)
@@ -180,7 +189,7 @@ def z_score(evidence: list[tuple[Evidence, bytes]]) -> float:
     total, norm = 0.0, 0.0
     for item, key in evidence:
         philox_key = int.from_bytes(key[:16], "little")
-        for page in np.flatnonzero(pages_marked(key, 0, pages_count(len(item.u)))):
+        for page in np.flatnonzero(pages_marked(key, pages_count(len(item.u)))):
             u = item.u[page * PAGE : (page + 1) * PAGE]
             total += float(u @ _page_signs(philox_key, int(page))[: len(u)])
             norm += float(u @ u)
@@ -235,6 +244,8 @@ def identify(
     for name, weights in original.items():
         other = suspect.get(name)
         if other is None or np.size(other) != np.size(weights) or np.asarray(weights).dtype != np.float16:
+            continue
+        if not tensor_marked(name, np.shape(weights)):
             continue
         other = np.asarray(other, dtype=np.float64).reshape(np.shape(weights))
         t = template(weights)  # once per tensor, for the noise estimate and the statistic

@@ -306,11 +306,13 @@ class MarkedFile:
         self._read = source if callable(source) else _local_reader(Path(source))
         patches = []
         for span in layout.tensors:
-            if span.dtype != "float16" or (key := key_of(span.name)) is None:
+            if span.dtype != "float16" or not fingerprint.tensor_marked(span.name, span.shape):
+                continue
+            if (key := key_of(span.name)) is None:
                 continue
             entry = layout.entries[span.entry]
             base = entry.data_offset + span.byte_range[0]
-            for page in np.flatnonzero(fingerprint.pages_marked(key, 0, fingerprint.pages_count(span.numel))):
+            for page in np.flatnonzero(fingerprint.pages_marked(key, fingerprint.pages_count(span.numel))):
                 first = int(page) * fingerprint.PAGE
                 last = min(first + fingerprint.PAGE, span.numel)
                 patches.append(_Patch(base + first * 2, base + last * 2, span.entry, span, key, int(page)))
@@ -362,6 +364,12 @@ class MarkedFile:
             self._crcs = crcs
         return self._crcs
 
+    def crcs_needed(self, start: int, stop: int) -> bool:
+        """Whether bytes start .. stop include a CRC this copy changes."""
+        return self._crcs is None and any(
+            patch.span is None and patch.start < stop and patch.stop > start for patch in self._patches
+        )
+
     def pieces(self, start: int, stop: int) -> Iterator[tuple[int, int] | bytes]:
         """The copy's bytes start .. stop in order, as runs ``(first, stop)`` that are the
         original's bytes there and ``bytes`` made for the copy."""
@@ -382,8 +390,28 @@ class MarkedFile:
         if at < stop:
             yield (at, stop)
 
+    def patched(self, start: int, original: bytes) -> bytes:
+        """The copy's bytes where ``original`` holds the original's from ``start``: one read of
+        the original serves a window (what a server reading from S3 wants); only a marked page cut
+        by the window's edge is read again whole."""
+        stop = start + len(original)
+        out = None
+        index = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        for patch in self._patches[index:]:
+            if patch.start >= stop:
+                break
+            if patch.stop <= start:
+                continue
+            if patch.span is not None and patch.start >= start and patch.stop <= stop:
+                made = self._page(patch, original[patch.start - start : patch.stop - start])
+            else:
+                made = self._patch_bytes(patch)
+            if out is None:
+                out = bytearray(original)
+            lo, hi = max(start, patch.start), min(stop, patch.stop)
+            out[lo - start : hi - start] = made[lo - patch.start : hi - patch.start]
+        return original if out is None else bytes(out)
+
     def read(self, start: int, length: int) -> bytes:
-        parts = []
-        for piece in self.pieces(start, start + length):
-            parts.append(self._read(piece[0], piece[1] - piece[0]) if isinstance(piece, tuple) else piece)
-        return b"".join(parts)
+        length = max(0, min(length, self.layout.size - start))
+        return self.patched(start, self._read(start, length)) if length else b""

@@ -20,13 +20,13 @@ MASTER = b"k" * 32
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     generator = torch.Generator().manual_seed(1)
-    base = torch.arange(40, dtype=torch.float16)
+    base = (torch.randn(64, 128, generator=generator) * 0.02).half()
     state = {
         # Big enough (64 and 32 pages) that each recipient's key marks some of their pages.
         "layers.0.attention.wq.weight": (torch.randn(512, 512, generator=generator) * 0.02).half(),
         "layers.0.attention_norm.weight": torch.ones(512, dtype=torch.float16),
         "tok_embeddings.weight": (torch.randn(256, 512, generator=generator)).half(),
-        "a_view": base[3:30],  # a tensor that starts inside its storage
+        "a_view": base[3:30],  # a matrix that starts inside its storage
         "rope.freqs": torch.rand(8, generator=generator),  # float32: never marked
     }
     path = tmp_path_factory.mktemp("ckpt") / "consolidated.00.pth"

@@ -9,6 +9,7 @@ leak and log queries, each committed on its own, cost ten times the request itse
 from __future__ import annotations
 
 import datetime as dt
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
@@ -22,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from access.catalog.models import LicenseVersion, ModelVariant
 from access.distribution import leak
 from access.distribution.events import db_columns
-from access.distribution.models import DownloadBundle, DownloadEvent, DownloadLink, WeightFile
+from access.distribution.models import DownloadBundle, DownloadEvent, DownloadLink, WeightCopy, WeightFile
 from access.distribution.rules import UNKNOWN, DownloadOutcome, bundle_outcome
 from access.grants.models import Grant, LicenseAcceptance
 from access.grants.selectors import grant_status_effective
@@ -50,10 +51,21 @@ class GatewayLink:
     grant_expires_at: dt.datetime | None
     grant_user_id: int
     variant_name: str
+    copy_id: int | None  # the grant's marked copy this link sends; None: the file as published
+    copy_key_id: str | None
+    copy_crcs: dict | None  # the copy's CRCs, once computed
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
     network_seen: bool  # a request from this network, for this grant, got through the leak rule within its window
     now: dt.datetime  # the moment all of the above was read for
+
+    @property
+    def etag(self) -> str:
+        """The bytes' identity for If-Range: the published file's, and for a marked copy the copy's
+        (not its sha256, which may not be computed yet when a download starts)."""
+        if self.copy_id is None:
+            return f'"{self.file_sha256}"'
+        return f'"{self.file_sha256}.{self.copy_id}"'
 
     @property
     def effective_status(self) -> str:
@@ -70,9 +82,11 @@ def gateway_link_sql() -> str:
     link, weight_file, bundle, grant = (m._meta.db_table for m in (DownloadLink, WeightFile, DownloadBundle, Grant))
     variant, license_version = ModelVariant._meta.db_table, LicenseVersion._meta.db_table
     acceptance, event = LicenseAcceptance._meta.db_table, DownloadEvent._meta.db_table
-    l_id, l_max, l_used, l_bytes, l_bundle, l_file, l_public = db_columns(
-        DownloadLink, "id", "max_downloads", "downloads_used", "bytes_reserved", "bundle", "file", "public_id"
+    l_id, l_max, l_used, l_bytes, l_bundle, l_file, l_public, l_copy = db_columns(
+        DownloadLink, "id", "max_downloads", "downloads_used", "bytes_reserved", "bundle", "file", "public_id", "copy"
     )
+    copy_table = WeightCopy._meta.db_table
+    c_id, c_key, c_crcs = db_columns(WeightCopy, "id", "key_id", "crcs")
     f_id, f_name, f_size, f_sha, f_key = db_columns(WeightFile, "id", "name", "size", "sha256", "storage_key")
     b_id, b_expires, b_retired, b_suspended, b_grant = db_columns(
         DownloadBundle, "id", "expires_at", "retired_at", "suspended_at", "grant"
@@ -93,7 +107,8 @@ def gateway_link_sql() -> str:
                f.{f_key} AS storage_key, b.{b_id} AS bundle_id, b.{b_expires} AS bundle_expires_at,
                b.{b_retired} AS retired_at, b.{b_suspended} AS suspended_at, g.{g_id} AS grant_id,
                g.{g_status} AS grant_status, g.{g_expires} AS grant_expires_at, g.{g_user} AS user_id,
-               v.{v_name} AS variant_name,
+               v.{v_name} AS variant_name, c.{c_id} AS copy_id, c.{c_key} AS copy_key_id,
+               c.{c_crcs} AS copy_crcs,
                (SELECT lv.{lv_id} FROM {license_version} lv
                  WHERE lv.{lv_family} = v.{v_family} AND lv.{lv_effective} <= %s
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,
@@ -106,6 +121,7 @@ def gateway_link_sql() -> str:
           JOIN {bundle} b ON b.{b_id} = l.{l_bundle}
           JOIN {grant} g ON g.{g_id} = b.{b_grant}
           JOIN {variant} v ON v.{v_id} = g.{g_variant}
+          LEFT JOIN {copy_table} c ON c.{c_id} = l.{l_copy}
          WHERE l.{l_public} = %s"""
     return f"""
         SELECT q.*, EXISTS (SELECT 1 FROM {acceptance} a
@@ -136,7 +152,9 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
 def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
     (link_id, max_downloads, used, bytes_reserved, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
      bundle_expires_at, retired_at, suspended_at, grant_id, grant_status, grant_expires_at, user_id,
-     variant_name, license_id, network_seen, license_accepted) = row  # fmt: skip
+     variant_name, copy_id, copy_key_id, copy_crcs, license_id, network_seen, license_accepted) = row  # fmt: skip
+    if isinstance(copy_crcs, str):  # SQLite gives JSON as text
+        copy_crcs = json.loads(copy_crcs)
     return GatewayLink(
         id=link_id,
         max_downloads=max_downloads,
@@ -156,6 +174,9 @@ def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
         grant_expires_at=_aware(grant_expires_at),
         grant_user_id=user_id,
         variant_name=variant_name,
+        copy_id=copy_id,
+        copy_key_id=copy_key_id,
+        copy_crcs=copy_crcs,
         license_id=license_id,
         license_accepted=bool(license_accepted),
         network_seen=bool(network_seen),

@@ -144,3 +144,70 @@ class FilePart:
 def content_disposition(name: str) -> str:
     ascii_name = "".join(c for c in name if 32 <= ord(c) < 127 and c not in '"\\') or "download"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+MARKED_WINDOW_BYTES = {"local": 1 << 20, "s3": 8 << 20}  # one read of the original per window
+
+
+class MarkedStream:
+    """The body of a recipient's marked copy, bytes ``first`` .. ``stop`` of it, made while it is
+    sent (``inference.llama.torch_zip.MarkedFile``).
+
+    Under gunicorn, from local storage, it writes to the client socket itself: the original's
+    runs by sendfile, from the kernel, and the made pieces (one page in sixteen of the weights,
+    and the CRCs) by sendall, after gunicorn has sent the headers (the first, empty item). Other
+    servers, and S3, get it as items of one window each, read once from the original and patched.
+    Like FilePart it counts what went out (``bytes_sent``) and reports it once closed."""
+
+    def __init__(self, marked, first: int, stop: int, on_close, *, sock=None, local_path=None, window: int = 1 << 20):
+        self._marked, self._first, self._stop = marked, first, stop
+        self._on_close, self._sock, self._local_path, self._window = on_close, sock, local_path, window
+        self._sent = 0
+        self._started = False
+        self._closed = False
+
+    @property
+    def bytes_sent(self) -> int | None:
+        return self._sent if self._started else None
+
+    def __iter__(self):
+        self._started = True
+        if self._sock is not None and self._local_path is not None:
+            yield b""  # gunicorn sends the headers with the first item; the body goes out below
+            try:
+                self._send_direct()
+            except OSError:  # the client went away: bytes_sent says how far it got
+                return
+            return
+        at = self._first
+        while at < self._stop:
+            length = min(self._window, self._stop - at)
+            block = self._marked.read(at, length)
+            if not block:
+                return
+            self._sent += len(block)  # counted as handed over, as FilePart counts reads
+            yield block
+            at += len(block)
+
+    def _send_direct(self) -> None:
+        with open(self._local_path, "rb") as raw:
+            for piece in self._marked.pieces(self._first, self._stop):
+                if isinstance(piece, tuple):
+                    start, stop = piece
+                    while start < stop:
+                        sent = self._sock.sendfile(raw, start, stop - start)
+                        if sent == 0:
+                            raise OSError("the file ended early")
+                        start += sent
+                        self._sent += sent
+                else:
+                    self._sock.sendall(piece)
+                    self._sent += len(piece)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._sock is not None:
+            uncork(self._sock)
+        self._on_close(self)

@@ -7,10 +7,16 @@ answer in plain text saying what to do next, with ``Cache-Control: no-store``.
 Local storage: the file is streamed with single-range support (or handed to nginx
 with X-Accel-Redirect when DOWNLOAD_ACCEL_REDIRECT_PREFIX is set). S3: a 302 to a
 presigned GET, valid DOWNLOAD_PRESIGNED_URL_SECONDS at most.
+
+A link to a recipient's marked copy (access.distribution.fingerprints) is always sent by the
+portal, whatever the storage: the original's bytes by sendfile (local, under gunicorn) or ranged
+reads (S3), the marked pages and CRCs made on the way. The bundle's checklist.chk is then the
+recipient's own, made from their copies' md5s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,17 +26,19 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from access.audit.services import request_client_ip
-from access.distribution import bundles, events, leak, rules, tokens
+from access.distribution import bundles, events, fingerprints, leak, rules, tokens
 from access.distribution.gateway import counting, links
 from access.distribution.gateway.streaming import (
+    MARKED_WINDOW_BYTES,
     STREAM_BLOCK_BYTES,
     FilePart,
+    MarkedStream,
     content_disposition,
     cork,
     parse_range,
@@ -78,6 +86,9 @@ STORAGE_ERROR = rules.DownloadOutcome(
     503,
     "The file is unavailable right now; try again in a few minutes. Your download was not counted.",
 )
+
+
+CHECKSUMS_PREPARING = rules.DownloadOutcome("checksums_preparing", 503)
 
 
 TOO_MANY_UNKNOWN = rules.DownloadOutcome(
@@ -169,10 +180,22 @@ class _Take:
             )
 
 
-def _serve(request, link, storage, byte_range, take: _Take, range_header: str = "") -> HttpResponse:
+def _serve(
+    request, link, storage, byte_range, take: _Take, range_header: str = "", made: bytes | None = None
+) -> HttpResponse:
     """``byte_range``: the (first, last) to send, None for the whole file; ``range_header``: the
-    client's Range header it was read from."""
+    client's Range header it was read from; ``made``: the file's bytes when the portal made them
+    (the recipient's checklist)."""
     try:
+        if made is not None:
+            return _serve_made(request, link, made, byte_range, take)
+        if link.copy_id is not None:
+            marked = fingerprints.copy_marked_file(
+                grant_id=link.grant_id, key_id=link.copy_key_id, file_id=link.file_id, file_name=link.file_name,
+                file_sha256=link.file_sha256, storage_key=link.file_storage_key, crcs=link.copy_crcs,
+            )  # fmt: skip
+            if marked is not None:
+                return _serve_marked(request, link, storage, marked, byte_range, take)
         if storage.name != "s3" or request.method == "HEAD":
             # A HEAD is answered here, whatever the storage: a presigned GET in answer to a HEAD
             # would be a whole copy that no GET paid for.
@@ -183,6 +206,92 @@ def _serve(request, link, storage, byte_range, take: _Take, range_header: str = 
         # Nothing was sent: the download must not stay used (the error is reported as usual).
         take.give_back(STORAGE_ERROR)
         raise
+
+
+def _range_headers(link, byte_range, size: int, etag: str) -> dict:
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Content-Disposition": content_disposition(link.file_name),
+        "Cache-Control": "no-store",
+    }
+    if byte_range:
+        headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{size}"
+    return headers
+
+
+def _serve_marked(request, link, storage, marked, byte_range, take) -> HttpResponse:
+    """The recipient's marked copy, made while it is sent (see MarkedStream)."""
+    size = link.file_size
+    first, last = byte_range if byte_range else (0, size - 1)
+    length = max(last - first + 1, 0)
+    status = 206 if byte_range else 200
+    headers = _range_headers(link, byte_range, size, link.etag)
+    if marked.size != size:
+        outcome, _, _ = take(served=SERVED, failure=STORAGE_ERROR)
+        logger.error("gateway: %s's stored layout (%d bytes) does not match the file (%d)", link.file_name,
+                     marked.size, size)  # fmt: skip
+        return _plain(outcome.status, outcome.message, request)
+    if request.method == "HEAD":
+        take(served=rules.DownloadOutcome("head", status), bytes_sent=0)
+        response = HttpResponse(status=status, content_type="application/octet-stream", headers=headers)
+        response["Content-Length"] = str(length)
+        return response
+    local_path = None
+    try:
+        if storage.name == "local":
+            local_path = storage.path(link.file_storage_key)
+            if not local_path.is_file():
+                raise StorageError(f"{local_path} is missing")
+    except StorageError:
+        outcome, _, _ = take(served=SERVED, failure=STORAGE_ERROR)
+        return _plain(outcome.status, outcome.message, request)
+    outcome, _, event_id = take(
+        served=rules.DownloadOutcome("partial" if byte_range else SERVED.name, status), bytes_sent=length
+    )
+    if not outcome.allowed:
+        return _plain(outcome.status, outcome.message, request)
+    if link.copy_crcs is None and marked.crcs_needed(first, last + 1):
+        # A Range that reaches the CRCs before the checksum task recorded them: computed here,
+        # from the marked pages alone, and recorded.
+        marked.crcs()
+        fingerprints.copy_crcs_record(link.copy_id, marked)
+
+    def closed(stream: MarkedStream) -> None:
+        take.stream_ended(planned=length, sent=stream.bytes_sent, event_id=event_id)
+
+    sock = cork(request) if local_path is not None else None
+    stream = MarkedStream(
+        marked, first, last + 1, closed, sock=sock, local_path=local_path if sock is not None else None,
+        window=MARKED_WINDOW_BYTES.get(storage.name, 1 << 20),
+    )  # fmt: skip
+    response = StreamingHttpResponse(stream, status=status, content_type="application/octet-stream", headers=headers)
+    response["Content-Length"] = str(length)
+    return response
+
+
+def _serve_made(request, link, made: bytes, byte_range, take) -> HttpResponse:
+    """Bytes the portal made for this recipient (their checklist.chk), whole or a Range."""
+    size = len(made)
+    first, last = byte_range if byte_range else (0, size - 1)
+    status = 206 if byte_range else 200
+    headers = _range_headers(link, byte_range, size, made_etag(made))
+    body = made[first : last + 1]
+    if request.method == "HEAD":
+        take(served=rules.DownloadOutcome("head", status), bytes_sent=0)
+        response = HttpResponse(status=status, content_type="application/octet-stream", headers=headers)
+        response["Content-Length"] = str(len(body))
+        return response
+    outcome, _, _ = take(
+        served=rules.DownloadOutcome("partial" if byte_range else SERVED.name, status), bytes_sent=len(body)
+    )
+    if not outcome.allowed:
+        return _plain(outcome.status, outcome.message, request)
+    return HttpResponse(body, status=status, content_type="application/octet-stream", headers=headers)
+
+
+def made_etag(made: bytes) -> str:
+    return f'"{hashlib.sha256(made).hexdigest()}"'
 
 
 def _served_outcome(storage) -> rules.DownloadOutcome:
@@ -201,7 +310,7 @@ def _serve_local(request, link, storage, byte_range, take) -> HttpResponse:
     status = 206 if byte_range else 200
     headers = {
         "Accept-Ranges": "bytes",
-        "ETag": f'"{link.file_sha256}"',
+        "ETag": link.etag,
         "Content-Disposition": content_disposition(link.file_name),
         "Cache-Control": "no-store",
     }
@@ -287,7 +396,17 @@ def file_download(request, token: str, name: str):
         if not outcome.allowed:
             take.give_back(outcome)
             return _plain(outcome.status, outcome.message, request)
-        return _serve(request, link, storage, None, take)
+        made = None
+        if link.file_name == fingerprints.CHECKLIST:
+            try:
+                made = _recipient_checklist(link)
+            except fingerprints.ChecksumsPreparing as exc:
+                take.give_back(CHECKSUMS_PREPARING)
+                return _preparing(request, exc)
+        if (link.copy_id is not None or made is not None) and served is not SERVED:
+            # Logged as the storage would have sent it; the portal sends this copy itself.
+            events.download_event_served_by_portal(taken_event_id, link.file_size)
+        return _serve(request, link, storage, None, take, made=made)
 
     if link is None:
         # Not a link at all: guessed or mangled tokens. Logged up to a rate, so junk cannot grow
@@ -311,10 +430,20 @@ def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> H
     if not outcome.allowed:
         return _refuse_link(request, outcome, link, ip, network)
 
-    size = link.file_size
+    size, etag, made = link.file_size, link.etag, None
+    if link.file_name == fingerprints.CHECKLIST:
+        try:
+            made = _recipient_checklist(link)
+        except fingerprints.ChecksumsPreparing as exc:
+            counting.gateway_event_record(
+                request=request, link=link, outcome=CHECKSUMS_PREPARING, ip=ip, network=network
+            )
+            return _preparing(request, exc)
+        if made is not None:
+            size, etag = len(made), made_etag(made)
     range_header = request.META.get("HTTP_RANGE", "")
     if_range = request.META.get("HTTP_IF_RANGE")
-    if range_header and if_range is not None and if_range.strip() != f'"{link.file_sha256}"':
+    if range_header and if_range is not None and if_range.strip() != etag:
         range_header = ""  # the client's partial copy is of another file version: send it whole
     byte_range = parse_range(range_header, size)
     if byte_range is False:
@@ -326,7 +455,18 @@ def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> H
 
     length = byte_range[1] - byte_range[0] + 1 if byte_range else size
     take = _Take(request, link, ip, network, length)
-    return _serve(request, link, storage, byte_range, take, range_header)
+    return _serve(request, link, storage, byte_range, take, range_header, made=made)
+
+
+def _recipient_checklist(link) -> bytes | None:
+    """The recipient's own checklist.chk when the bundle sends marked copies, else None."""
+    return fingerprints.recipient_checklist(link.bundle_id)
+
+
+def _preparing(request, exc: Exception) -> HttpResponse:
+    response = _plain(CHECKSUMS_PREPARING.status, str(exc), request)
+    response["Retry-After"] = "30"
+    return response
 
 
 def _redirect_to_storage(request, link, storage, range_header: str | None, take) -> HttpResponse:
@@ -375,7 +515,11 @@ def bundle_script(request, token: str):
     bundle, refusal = _bundle_request(request, token)
     if refusal is not None:
         return refusal
-    manifest = bundles.bundle_manifest(bundle, request)
+    try:
+        manifest = bundles.bundle_manifest(bundle, request)
+    except fingerprints.ChecksumsPreparing as exc:
+        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
+        return _preparing(request, exc)
     context = {
         "model": _shell_word(manifest["model"]),
         # The name goes in a comment line (one line, nothing to run) and, quoted, in a variable.
@@ -409,9 +553,12 @@ def bundle_manifest(request, token: str):
     bundle, refusal = _bundle_request(request, token)
     if refusal is not None:
         return refusal
+    try:
+        manifest = bundles.bundle_manifest(bundle, request)
+    except fingerprints.ChecksumsPreparing as exc:
+        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
+        return _preparing(request, exc)
     events.download_event_record(request=request, status_code=200, outcome="manifest", bundle=bundle)
-    response = HttpResponse(
-        json.dumps(bundles.bundle_manifest(bundle, request), indent=2) + "\n", content_type="application/json"
-    )
+    response = HttpResponse(json.dumps(manifest, indent=2) + "\n", content_type="application/json")
     response["Content-Disposition"] = 'inline; filename="manifest.json"'
     return _no_store(response)

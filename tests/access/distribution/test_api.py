@@ -4,6 +4,7 @@ links for a grant, reads them back, and downloads with them; who may not, and wh
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from urllib.parse import urlsplit
 
@@ -15,10 +16,11 @@ from django.utils.dateparse import parse_datetime
 from access.catalog.models import ModelVariant
 from access.distribution.models import DownloadBundle
 from access.grants.services import grant_create, grant_revoke
+from tests.access.distribution.served import served_sha256
 
 # docs/api.md: exactly what POST /api/v1/grants/{id}/download-links answers.
-BUNDLE_FIELDS = {"bundle", "expires_at", "files", "download_sh", "manifest"}
-FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left", "bytes_left"}
+BUNDLE_FIELDS = {"bundle", "expires_at", "checksums_ready", "files", "download_sh", "manifest"}
+FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left", "bytes_left", "marked"}
 
 
 def links_url(grant) -> str:
@@ -46,12 +48,16 @@ def test_creating_links_answers_with_one_working_link_per_published_file(
     assert [set(entry) for entry in body["files"]] == [FILE_FIELDS] * len(weight_files)
     published = {wf.name: wf for wf in weight_files}
     assert sorted(entry["name"] for entry in body["files"]) == sorted(published)
+    assert body["checksums_ready"] is True  # a model this small: computed while the links were made
+    links = {link.file.name: link for link in DownloadBundle.objects.get(grant=grant).links.select_related("file")}
     for entry in body["files"]:
-        assert (entry["size"], entry["sha256"], entry["md5"]) == (
-            published[entry["name"]].size,
-            published[entry["name"]].sha256,
-            published[entry["name"]].md5,
-        )
+        # The checksums are of the caller's own bytes: shards carry their fingerprint, and the
+        # checklist lists those; the rest are as published.
+        mine = entry["name"].startswith("consolidated.") or entry["name"] == "checklist.chk"
+        assert entry["marked"] is entry["name"].startswith("consolidated.")
+        assert entry["size"] == published[entry["name"]].size
+        assert entry["sha256"] == served_sha256(links[entry["name"]])
+        assert (entry["sha256"] != published[entry["name"]].sha256) is mine
         assert entry["downloads_left"] == settings.DOWNLOAD_LINK_MAX_DOWNLOADS
         # Its downloads x the file's size, and the resume slack: half the file for files this small.
         assert entry["bytes_left"] == settings.DOWNLOAD_LINK_MAX_DOWNLOADS * entry["size"] + entry["size"] // 2
@@ -69,7 +75,8 @@ def test_creating_links_answers_with_one_working_link_per_published_file(
         assert downloaded.status_code == 200
         data = body_of(downloaded)
         assert sha256_of(data) == entry["sha256"]
-        if entry["name"] != "checklist.chk":
+        assert hashlib.md5(data).hexdigest() == entry["md5"]
+        if entry["name"] in ("params.json", "tokenizer.model"):
             assert data == (source_dir / entry["name"]).read_bytes()
     script = anonymous.get(_path(body["download_sh"]))
     assert script.status_code == 200

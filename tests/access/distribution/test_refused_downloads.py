@@ -16,6 +16,7 @@ from django.urls import reverse
 from access.distribution.bundles import bundle_create
 from access.distribution.tokens import bundle_script_path
 from access.grants.services import grant_revoke, grant_suspend
+from tests.access.distribution.served import served_bytes
 
 REVOKED_REASON = "Your access to this model was revoked; these links no longer work."
 
@@ -123,4 +124,6 @@ def test_download_sh_piped_into_sh_downloads_and_verifies_into_the_folder_given(
     assert run.returncode == 0, run.stderr
     assert f"Done: LLaMA demo (tiny) is in {tmp_path / 'models'}/llama-demo-tiny" in run.stdout
     target = tmp_path / "models" / "llama-demo-tiny"
-    assert (target / "consolidated.00.pth").read_bytes() == (source_dir / "consolidated.00.pth").read_bytes()
+    shard = bundle.links.select_related("file", "copy").get(file__name="consolidated.00.pth")
+    assert (target / "consolidated.00.pth").read_bytes() == served_bytes(shard)
+    assert (target / "params.json").read_bytes() == (source_dir / "params.json").read_bytes()

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 
 from access.distribution.tokens import bundle_script_path, link_path
+from tests.access.distribution.served import served_bytes, served_sha256
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,9 +36,10 @@ def test_download_script_fetches_and_verifies_the_demo_checkpoint(
     _, source_dir, weight_files = published_demo_weights
     script = _script(live_server, bundle, tmp_path)
     target = tmp_path / "weights" / "llama-demo-tiny"
+    links = {link.file.name: link for link in bundle.links.select_related("file", "copy")}
     # An earlier run stopped in the middle of a shard: the script continues it.
     target.mkdir(parents=True)
-    (target / "consolidated.00.pth").write_bytes((source_dir / "consolidated.00.pth").read_bytes()[:50_000])
+    (target / "consolidated.00.pth").write_bytes(served_bytes(links["consolidated.00.pth"])[:50_000])
 
     run = _run(script, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -45,9 +47,14 @@ def test_download_script_fetches_and_verifies_the_demo_checkpoint(
     assert "consolidated.00.pth: OK" in run.stdout
     for weight_file in weight_files:
         data = (target / weight_file.name).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == weight_file.sha256
-    for name in ("params.json", "tokenizer.model", "consolidated.00.pth", "consolidated.01.pth"):
+        assert hashlib.sha256(data).hexdigest() == served_sha256(links[weight_file.name])
+    for name in ("params.json", "tokenizer.model"):
         assert (target / name).read_bytes() == (source_dir / name).read_bytes()
+    for name in ("consolidated.00.pth", "consolidated.01.pth"):  # the researcher's own, fingerprinted
+        assert (target / name).read_bytes() != (source_dir / name).read_bytes()
+    # md5sum itself agrees: the checklist lists the researcher's own bytes.
+    check = subprocess.run(["md5sum", "-c", "checklist.chk"], cwd=target, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == len(weight_files) - 1, check.stdout
 
     again = _run(script, tmp_path)  # nothing left to fetch; the checks still run
     assert again.returncode == 0, again.stderr
@@ -75,11 +82,10 @@ def test_download_script_fails_clearly_once_the_links_expired(live_server, bundl
 def test_real_clients_resume_a_partial_file_within_one_download(
     live_server, bundle, published_demo_weights, tmp_path, resume
 ):
-    _, source_dir, _ = published_demo_weights
-    link = bundle.links.select_related("file").get(file__name="consolidated.00.pth")
+    link = bundle.links.select_related("file", "copy").get(file__name="consolidated.00.pth")
     link.max_downloads = 1
     link.save(update_fields=["max_downloads"])
-    whole = (source_dir / link.file.name).read_bytes()
+    whole = served_bytes(link)  # the researcher's own copy
     target = tmp_path / link.file.name
     target.write_bytes(whole[:50_000])  # an earlier run stopped here
 

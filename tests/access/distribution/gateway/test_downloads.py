@@ -20,10 +20,12 @@ from access.catalog.services import license_publish
 from access.distribution import bundles, leak, rules
 from access.distribution.bundles import bundle_create, bundle_suspend
 from access.distribution.gateway import counting, links
+from access.distribution.gateway.streaming import MARKED_WINDOW_BYTES
 from access.distribution.models import DownloadEvent, DownloadLink
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, link_path
 from access.grants.models import LicenseAcceptance
 from access.grants.services import grant_accept_license, grant_revoke, grant_suspend
+from tests.access.distribution.served import served_bytes, served_etag, served_sha256
 
 
 def _link(bundle, name="consolidated.00.pth") -> DownloadLink:
@@ -50,11 +52,13 @@ def test_every_demo_file_downloads_whole_with_its_sha256(client, bundle, publish
         response = client.get(link_path(link))
         body = body_of(response)
         assert response.status_code == 200
-        assert sha256_of(body) == link.file.sha256
-        if link.file.name != "checklist.chk":  # the portal writes that one
+        assert sha256_of(body) == served_sha256(link)
+        if link.copy_id is None and link.file.name != "checklist.chk":  # the portal makes those
             assert body == (source_dir / link.file.name).read_bytes()
+        else:  # the recipient's own: marked shards, and a checklist of their md5s
+            assert body == served_bytes(link) != (source_dir / link.file.name).read_bytes()
         assert response["Content-Length"] == str(link.file.size)
-        assert response["ETag"] == f'"{link.file.sha256}"'
+        assert response["ETag"] == served_etag(link)
         assert response["Accept-Ranges"] == "bytes"
         assert response["Content-Disposition"].startswith(f'attachment; filename="{link.file.name}"')
         assert response["Cache-Control"] == "no-store"
@@ -74,12 +78,12 @@ def test_range_resume_completes_the_file_and_counts_once(client, bundle, body_of
     assert first["Content-Range"] == f"bytes 0-9999/{size}"
     assert len(head) == 10_000
 
-    rest = client.get(link_path(link), HTTP_RANGE="bytes=10000-", HTTP_IF_RANGE=f'"{link.file.sha256}"')
+    rest = client.get(link_path(link), HTTP_RANGE="bytes=10000-", HTTP_IF_RANGE=served_etag(link))
     tail = body_of(rest)
     assert rest.status_code == 206
     assert rest["Content-Range"] == f"bytes 10000-{size - 1}/{size}"
     assert rest["Content-Length"] == str(size - 10_000)
-    assert sha256_of(head + tail) == link.file.sha256
+    assert sha256_of(head + tail) == served_sha256(link)
     assert _used(link) == 1  # the two parts make one copy
     assert link.bytes_reserved == size
     assert list(DownloadEvent.objects.filter(link=link).order_by("id").values_list("counted", "bytes_sent")) == [
@@ -102,7 +106,7 @@ def test_if_range_for_another_version_sends_the_whole_file_and_counts(client, bu
     response = client.get(link_path(link), HTTP_RANGE="bytes=100-", HTTP_IF_RANGE='"an-older-version"')
     body = body_of(response)
     assert response.status_code == 200
-    assert sha256_of(body) == link.file.sha256
+    assert sha256_of(body) == served_sha256(link)
     assert _used(link) == 2
 
 
@@ -150,8 +154,9 @@ def test_link_refuses_a_new_start_once_its_downloads_are_used_up(
 
 
 def test_an_interrupted_download_resumes_within_the_allowance(
-    client, settings, published_demo_weights, researcher, reviewer, bundle_make, body_of, sha256_of
+    client, settings, published_demo_weights, researcher, reviewer, bundle_make, body_of, sha256_of, monkeypatch
 ):
+    monkeypatch.setitem(MARKED_WINDOW_BYTES, "local", 10_000)  # a marked copy goes out a window at a time
     settings.DOWNLOAD_LINK_MAX_DOWNLOADS = 1
     bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
     link = _link(bundle)
@@ -165,7 +170,7 @@ def test_an_interrupted_download_resumes_within_the_allowance(
 
     rest = client.get(link_path(link), HTTP_RANGE=f"bytes={len(partial)}-")
     assert rest.status_code == 206
-    assert sha256_of(partial + body_of(rest)) == link.file.sha256
+    assert sha256_of(partial + body_of(rest)) == served_sha256(link)
     assert (_used(link), link.bytes_reserved) == (1, size)
     _assert_no_bytes(client.get(link_path(link)), 403, "all of its 1 downloads")
     event = DownloadEvent.objects.filter(link=link, counted=True).order_by("id").first()
@@ -181,7 +186,7 @@ def test_a_file_fetched_as_parallel_parts_costs_one_download(client, bundle, bod
         body_of(client.get(link_path(link), HTTP_RANGE=f"bytes={first}-{last - 1}"))
         for first, last in zip(bounds, bounds[1:], strict=False)
     ]
-    assert sha256_of(b"".join(parts)) == link.file.sha256
+    assert sha256_of(b"".join(parts)) == served_sha256(link)
     assert (_used(link), link.bytes_reserved) == (1, size)
 
 
@@ -419,15 +424,21 @@ def test_manifest_lists_every_file_with_its_link_and_checksums(client, bundle, b
         assert (len(fetched), sha256_of(fetched)) == (entry["size"], entry["sha256"])
 
 
-def test_nginx_sends_the_file_when_accel_redirect_is_configured(client, settings, bundle):
+def test_nginx_sends_the_file_when_accel_redirect_is_configured(client, settings, bundle, body_of):
     settings.DOWNLOAD_ACCEL_REDIRECT_PREFIX = "/protected-weights/"
-    link = _link(bundle)
+    link = _link(bundle, "tokenizer.model")  # no weights: sent as published
     response = client.get(link_path(link))
     assert response.status_code == 200
     assert response["X-Accel-Redirect"] == f"/protected-weights/{link.file.storage_key}"
     assert response.content == b""
-    assert response["Content-Disposition"].startswith('attachment; filename="consolidated.00.pth"')
+    assert response["Content-Disposition"].startswith('attachment; filename="tokenizer.model"')
     assert _used(link) == 1
+
+    # A recipient's marked copy exists nowhere for nginx to send: the portal sends it.
+    shard = _link(bundle)
+    marked = client.get(link_path(shard))
+    assert marked.status_code == 200 and "X-Accel-Redirect" not in marked
+    assert body_of(marked) == served_bytes(shard)
 
 
 def test_missing_file_in_storage_answers_503_and_gives_the_download_back(client, bundle, local_storage):
@@ -579,7 +590,7 @@ def test_networks_refused_while_suspended_are_not_cleared_by_the_lift(client, se
 
 def test_an_unexpected_error_while_serving_gives_the_download_back(client, bundle, monkeypatch):
     assert client.get(link_path(_link(bundle, "params.json"))).status_code == 200  # the network is known
-    link = _link(bundle)
+    link = _link(bundle, "tokenizer.model")
 
     def broken(*args, **kwargs):
         raise RuntimeError("the file response could not be built")
@@ -758,7 +769,7 @@ def test_a_file_goes_out_corked_and_the_cork_comes_off_once_it_is_sent(client, b
     """Under gunicorn the client connection is corked while sendfile hands it the file (full segments
     only), and uncorked when the server closes the file: on a kept-alive connection a cork left on
     would hold the file's last bytes back."""
-    link = _link(bundle)
+    link = _link(bundle, "tokenizer.model")
     with socket.create_server(("127.0.0.1", 0)) as listener:
         with socket.create_connection(listener.getsockname()) as client_side:
             server_side, _ = listener.accept()
@@ -766,7 +777,7 @@ def test_a_file_goes_out_corked_and_the_cork_comes_off_once_it_is_sent(client, b
                 response = client.get(link_path(link), **{"gunicorn.socket": server_side})
                 assert response.status_code == 200
                 assert _corked(server_side)
-                assert sha256_of(body_of(response)) == link.file.sha256  # consuming it closes it
+                assert sha256_of(body_of(response)) == served_sha256(link)  # consuming it closes it
                 assert not _corked(server_side)
 
                 head = client.head(link_path(link), **{"gunicorn.socket": server_side})

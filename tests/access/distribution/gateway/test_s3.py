@@ -1,5 +1,6 @@
-"""The download gateway with S3 storage (moto's S3 server on loopback): links answer with a
-redirect to a short-lived presigned GET, and the bucket serves the bytes."""
+"""The download gateway with S3 storage (moto's S3 server on loopback): links to files sent as
+published answer with a redirect to a short-lived presigned GET, and the bucket serves the bytes;
+a recipient's marked copy is sent by the portal, made from ranged reads of the bucket."""
 
 from __future__ import annotations
 
@@ -13,11 +14,41 @@ from django.utils import timezone
 
 from access.distribution.models import DownloadEvent
 from access.distribution.tokens import link_path
+from tests.access.distribution.served import served_sha256
 
 
 @pytest.fixture
 def bundle(s3_storage, published_demo_weights, researcher, reviewer, bundle_make):
+    """Links to the demo weights with fingerprints off: every file goes out by redirect."""
+    variant = published_demo_weights[0]
+    variant.fingerprint = False
+    variant.save(update_fields=["fingerprint"])
+    return bundle_make(user=researcher, variant=variant, reviewer=reviewer)
+
+
+@pytest.fixture
+def marked_bundle(s3_storage, published_demo_weights, researcher, reviewer, bundle_make):
+    """Links to the demo weights with fingerprints on (the default)."""
     return bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+
+
+def test_a_marked_copy_is_sent_by_the_portal_from_ranged_reads_and_any_range_matches_it(
+    client, marked_bundle, body_of, sha256_of, published_demo_weights
+):
+    source_dir = published_demo_weights[1]
+    shard = marked_bundle.links.select_related("file", "copy").get(file__name="consolidated.00.pth")
+    response = client.get(link_path(shard))
+    assert response.status_code == 200 and "Location" not in response
+    whole = body_of(response)
+    assert sha256_of(whole) == shard.copy.sha256 == served_sha256(shard)
+    assert whole != (source_dir / "consolidated.00.pth").read_bytes() and len(whole) == shard.file.size
+    for first, last in [(0, 0), (5, 70_000), (100_000, shard.file.size - 1), (shard.file.size - 9, shard.file.size)]:
+        part = client.get(link_path(shard), HTTP_RANGE=f"bytes={first}-{last}")
+        assert part.status_code == 206 and body_of(part) == whole[first : last + 1]
+    # Files without weights still go out by redirect.
+    assert client.get(link_path(marked_bundle.links.get(file__name="params.json"))).status_code == 302
+    event = DownloadEvent.objects.filter(link=shard).order_by("id").first()
+    assert (event.outcome, event.status_code, event.bytes_sent) == ("served", 200, shard.file.size)
 
 
 def _fetch(url: str, headers: dict | None = None):

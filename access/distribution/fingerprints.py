@@ -1,0 +1,204 @@
+"""Per-recipient marked copies of weight files (issue 17): which key marks a grant's copy, the
+copy as the gateway sends it (``copy_marked_file``), its checksums (``weight_copy_prepare``, run
+by a Celery task when links are created), the recipient's own ``checklist.chk``, and naming the
+grant behind a suspect copy (``fingerprint_identify``).
+
+A copy is never stored: ``inference.llama.torch_zip.MarkedFile`` makes its marked pages and CRCs
+while the rest is sent from the original. Keys: ``tensor_key(master, "grant:<id>", file name,
+tensor name)``, with the master key named by the copy's ``key_id`` in FINGERPRINT_KEYS, so keys
+can be rotated and old copies still identified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from access.distribution.models import DownloadLink, WeightCopy, WeightFile
+from access.distribution.storage import CHUNK_BYTES, weight_storage
+from inference.llama import fingerprint
+from inference.llama.torch_zip import Layout, MarkedFile, layout_from_json
+
+logger = logging.getLogger(__name__)
+
+CHECKLIST = "checklist.chk"
+
+
+class ChecksumsPreparing(Exception):
+    """A recipient's checksums are still being computed; the message says so."""
+
+
+def fingerprint_key_current() -> str:
+    return next(iter(settings.FINGERPRINT_KEYS))
+
+
+def fingerprint_master_key(key_id: str) -> bytes:
+    try:
+        return settings.FINGERPRINT_KEYS[key_id]
+    except KeyError:
+        raise LookupError(
+            f"the fingerprint key {key_id!r} is no longer in FINGERPRINT_KEYS: list it again (after the current "
+            "one) to serve and identify the copies marked with it."
+        ) from None
+
+
+def recipient_label(grant_id: int) -> str:
+    return f"grant:{grant_id}"
+
+
+def copy_key_of(*, grant_id: int, key_id: str, file_name: str) -> Callable[[str], bytes]:
+    """The key of each tensor of this grant's copy of the file."""
+    master, recipient = fingerprint_master_key(key_id), recipient_label(grant_id)
+    return lambda tensor: fingerprint.tensor_key(master, recipient, file_name, tensor)
+
+
+@lru_cache(maxsize=256)
+def _layout(file_id: int, file_sha256: str) -> Layout | None:
+    value = WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", flat=True).first()
+    return layout_from_json(value) if value else None
+
+
+@lru_cache(maxsize=512)
+def _marked_file(
+    grant_id: int, master_key: bytes, file_id: int, file_name: str, file_sha256: str, storage_key: str
+) -> MarkedFile | None:
+    # Keyed by everything its bytes follow from; storage is looked up at each read.
+    layout = _layout(file_id, file_sha256)
+    if layout is None:
+        return None
+    recipient = recipient_label(grant_id)
+    return MarkedFile(
+        layout,
+        lambda tensor: fingerprint.tensor_key(master_key, recipient, file_name, tensor),
+        lambda start, length: weight_storage().read_range(storage_key, start, length),
+    )
+
+
+def copy_marked_file(
+    *, grant_id: int, key_id: str, file_id: int, file_name: str, file_sha256: str, storage_key: str,
+    crcs: dict | None = None,
+) -> MarkedFile | None:  # fmt: skip
+    """The grant's copy as served (kept per process: its marked pages are drawn once), or None
+    when the file has no layout (it is then sent as published). ``crcs``: the copy's CRCs as
+    recorded, so they are not computed again."""
+    master = fingerprint_master_key(key_id)
+    marked = _marked_file(grant_id, master, file_id, file_name, file_sha256, storage_key)
+    if marked is not None and crcs and marked._crcs is None:
+        marked._crcs = {name: int(value) for name, value in crcs.items()}
+    return marked
+
+
+def copy_marked_file_for(copy: WeightCopy) -> MarkedFile | None:
+    file = copy.file
+    return copy_marked_file(
+        grant_id=copy.grant_id, key_id=copy.key_id, file_id=file.pk, file_name=file.name,
+        file_sha256=copy.file_sha256, storage_key=file.storage_key, crcs=copy.crcs,
+    )  # fmt: skip
+
+
+def copy_crcs_record(copy_id: int, marked: MarkedFile) -> None:
+    """Store the CRCs the gateway had to compute itself (a Range asked for them before the task ran)."""
+    WeightCopy.objects.filter(pk=copy_id, crcs__isnull=True).update(crcs=marked.crcs())
+
+
+def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, WeightCopy]:
+    """The grant's copy of each file its links will send marked (by file id): files with a layout,
+    of a variant with fingerprints on, marked with the current key. Made once per grant, file
+    version and key, so links made again send the same bytes."""
+    if not grant.variant.fingerprint:
+        return {}
+    key_id = fingerprint_key_current()
+    copies = {}
+    for weight_file in files:
+        if not weight_file.layout:
+            continue
+        copy, _ = WeightCopy.objects.get_or_create(
+            grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
+        )
+        copies[weight_file.pk] = copy
+    return copies
+
+
+def weight_copies_prepare_later(copies) -> None:
+    """Compute the copies' checksums now when they are small (FINGERPRINT_INLINE_CHECKSUM_BYTES in
+    all: a fraction of a second), so the links are ready at once; else queue each copy whose
+    checksums are not computed yet, once the transaction commits."""
+    pending = [copy for copy in copies if copy.prepared_at is None]
+    if not pending:
+        return
+    if sum(copy.file.size for copy in pending) <= settings.FINGERPRINT_INLINE_CHECKSUM_BYTES:
+        for copy in pending:
+            weight_copy_prepare(copy.pk)
+            copy.refresh_from_db()
+        return
+    pending_ids = [copy.pk for copy in pending]
+    transaction.on_commit(lambda: _prepare_enqueue(pending_ids))
+
+
+def _prepare_enqueue(copy_ids: list[int]) -> None:
+    from access.distribution.tasks import weight_copy_prepare_task
+
+    for copy_id in copy_ids:
+        try:
+            weight_copy_prepare_task.delay(copy_id)
+        except Exception:  # the broker is down: the links still work; making links again retries
+            logger.exception("fingerprints: could not queue the checksums of copy %s", copy_id)
+
+
+def weight_copy_prepare(copy_id: int) -> WeightCopy:
+    """Compute a copy's CRCs, then its sha256 and md5 by reading it once, front to back; record
+    them. Cheap when already done."""
+    copy = WeightCopy.objects.select_related("file").get(pk=copy_id)
+    if copy.prepared_at is not None:
+        return copy
+    marked = copy_marked_file_for(copy)
+    if marked is None:
+        raise ValueError(f"{copy.file} has no layout: it is sent unmarked and has no copy to prepare.")
+    started = timezone.now()
+    crcs = marked.crcs()
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    for at in range(0, marked.size, CHUNK_BYTES):
+        block = marked.read(at, CHUNK_BYTES)
+        sha256.update(block)
+        md5.update(block)
+    copy.crcs, copy.sha256, copy.md5 = crcs, sha256.hexdigest(), md5.hexdigest()
+    copy.prepared_at = timezone.now()
+    copy.save(update_fields=["crcs", "sha256", "md5", "prepared_at"])
+    logger.info(
+        "fingerprints: prepared %s for grant %s (%d bytes, %d marked) in %.1f s",
+        copy.file, copy.grant_id, marked.size, marked.marked_bytes, (copy.prepared_at - started).total_seconds(),
+    )  # fmt: skip
+    return copy
+
+
+def bundle_has_marked_links(bundle_id: int) -> bool:
+    return DownloadLink.objects.filter(bundle_id=bundle_id, copy__isnull=False).exists()
+
+
+def recipient_checklist(bundle_id: int) -> bytes | None:
+    """The bundle's own checklist.chk (md5sum format, as published, one line per other file) with
+    each marked file's md5 the recipient's copy's; None when no link of the bundle is marked.
+    Raises ChecksumsPreparing while any copy's checksums are being computed."""
+    links = list(
+        DownloadLink.objects.filter(bundle_id=bundle_id).select_related("file", "copy").order_by("file__name")
+    )
+    if not any(link.copy_id for link in links):
+        return None
+    lines = []
+    for link in links:
+        if link.file.name == CHECKLIST:
+            continue
+        if link.copy_id is not None and link.copy.prepared_at is None:
+            raise ChecksumsPreparing(
+                "Your copy's checksums are still being computed (a minute or two for a large model). "
+                "Try again shortly; the downloads page shows when they are ready."
+            )
+        md5 = link.copy.md5 if link.copy_id is not None else link.file.md5
+        lines.append(f"{md5}  {link.file.name}\n")
+    return "".join(lines).encode()
