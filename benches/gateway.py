@@ -19,6 +19,11 @@
    of them. Each cold transfer starts after a pause (--settle-seconds): on a virtual machine that
    hands freed memory back to its host, a read right after the host took it back runs at half
    speed or less, whoever reads (see the README).
+3. Fingerprinted copies: the 1 GiB file is a torch.save checkpoint (float16 matrices), and the
+   same bytes are published twice, once sent as published and once as a researcher's marked copy
+   (issue 17: one page in sixteen of the weights made while the rest goes out by sendfile, new
+   CRCs). Both are fetched cold in the same rounds. Goal: the marked copy at least 0.7 of the
+   unmarked file's MiB/s.
 
     .venv/bin/python benches/gateway.py [--requests 3000] [--clients 4] [--workers 2xCPUs+1] [--threads 0]
         [--researchers 50] [--repeats 7] [--cold-repeats 9] [--settle-seconds 3] [--size-mib 1024]
@@ -50,6 +55,7 @@ from throwaway_database import database_url, drop_database  # noqa: E402 (benche
 
 GOAL_RPS_RATIO = 0.5
 GOAL_MBPS_RATIO = 0.8
+GOAL_MARKED_RATIO = 0.7
 CHUNK = 1 << 20
 BENCH_DB = "portal_bench_gateway"
 
@@ -60,23 +66,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_random_file(path: Path, size_mib: int) -> str:
-    """A file of random bytes (incompressible, no shared pages); returns its sha256."""
+def write_checkpoint(path: Path, size_mib: int) -> str:
+    """A torch.save checkpoint of float16 matrices as LLaMA's are (std 0.02), about size_mib MiB;
+    returns its sha256."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    rows = 2048  # 2048 x 4096 float16: 16 MiB a tensor
+    state = {f"layers.{i}.feed_forward.w1.weight": (torch.randn(rows, 4096, generator=generator) * 0.02).half()
+             for i in range(max(1, size_mib // 16))}  # fmt: skip
+    torch.save(state, path)
     digest = hashlib.sha256()
-    block = os.urandom(CHUNK)
-    with open(path, "wb") as f:
-        for i in range(size_mib):
-            chunk = block[i % 251:] + block[: i % 251]  # distinct blocks without 1 GiB of urandom
-            digest.update(chunk)
-            f.write(chunk)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
     return digest.hexdigest()
 
 
-def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researchers: int) -> tuple[list[str], str]:
+def setup_portal(
+    env: dict[str, str], big_file: Path, big_sha256: str, marked_file: Path, researchers: int
+) -> tuple[list[str], str, str]:
     """Migrate, seed, and give `researchers` researchers an active grant with a bundle; returns the
     gateway paths of every researcher's small file (for the redirect test) and one researcher's
-    1 GiB file (for streaming)."""
+    1 GiB file sent as published and the same bytes as their marked copy (for streaming)."""
     os.environ.update(env)
     import django
 
@@ -88,10 +101,12 @@ def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researche
     from access.catalog.models import ModelVariant
     from access.catalog.selectors import license_current
     from access.distribution.bundles import bundle_create
+    from access.distribution.fingerprints import weight_copy_prepare
     from access.distribution.models import WeightFile
     from access.distribution.tokens import link_path
     from access.grants.services import grant_accept_license, grant_create
     from access.seed import llama_release_seed
+    from inference.llama.torch_zip import checkpoint_layout, layout_to_json
     from portal import roles
     from portal.services import user_create
 
@@ -101,9 +116,13 @@ def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researche
                               size=2, sha256=hashlib.sha256(b"{}").hexdigest(), md5=hashlib.md5(b"{}").hexdigest())
     WeightFile.objects.create(variant=variant, name=big_file.name, storage_key=f"llama-demo-tiny/{big_file.name}",
                               size=big_file.stat().st_size, sha256=big_sha256, md5="0" * 32)
+    # The same bytes with their layout: each researcher's link sends their own marked copy.
+    WeightFile.objects.create(variant=variant, name=marked_file.name,
+                              storage_key=f"llama-demo-tiny/{marked_file.name}", size=marked_file.stat().st_size,
+                              sha256=big_sha256, md5="0" * 32, layout=layout_to_json(checkpoint_layout(marked_file)))
     reviewer = user_create(email="bench-reviewer@example.org", password=None, role=roles.REVIEWER,
                            email_verified=True)
-    small_paths, big_path = [], ""
+    small_paths, big_path, marked_path = [], "", ""
     for index in range(researchers):
         with transaction.atomic():
             researcher = user_create(email=f"bench-researcher-{index}@example.org", password=None,
@@ -114,8 +133,10 @@ def setup_portal(env: dict[str, str], big_file: Path, big_sha256: str, researche
         bundle = bundle_create(grant=grant, user=researcher)
         links = {link.file.name: link_path(link) for link in bundle.links.select_related("file")}
         small_paths.append(links["params.json"])
-        big_path = links[big_file.name]
-    return small_paths, big_path
+        big_path, marked_path = links[big_file.name], links[marked_file.name]
+    # What the Celery task does once links are made: the last researcher's copy's CRCs and checksums.
+    weight_copy_prepare(bundle.links.get(file__name=marked_file.name).copy_id)
+    return small_paths, big_path, marked_path
 
 
 def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
@@ -270,9 +291,11 @@ def main() -> None:
 
         db_url, admin_url = database_url(tmp, BENCH_DB)
         storage_root = tmp / "storage"
-        big_file = storage_root / "llama-demo-tiny" / "bench-1gib.bin"
-        print(f"writing a {opts.size_mib} MiB file ...", flush=True)
-        big_sha256 = write_random_file(big_file, opts.size_mib)
+        big_file = storage_root / "llama-demo-tiny" / "bench-1gib.pth"
+        marked_file = big_file.with_name("bench-1gib-marked.pth")
+        print(f"writing a {opts.size_mib} MiB checkpoint ...", flush=True)
+        big_sha256 = write_checkpoint(big_file, opts.size_mib)
+        os.link(big_file, marked_file)  # the same inode: evicting one evicts both
         (storage_root / "llama-demo-tiny" / "params.json").write_bytes(b"{}")
 
         s3_port = free_port()
@@ -298,8 +321,9 @@ def main() -> None:
         boto3.client("s3", endpoint_url=s3["S3_ENDPOINT_URL"], region_name="us-east-1",
                      aws_access_key_id="bench", aws_secret_access_key="bench-secret").create_bucket(
             Bucket="bench-weights")
-        small_paths, big_path = setup_portal({**common, "PORTAL_STORAGE_BACKEND": "local"}, big_file, big_sha256,
-                                             opts.researchers)
+        small_paths, big_path, marked_path = setup_portal(
+            {**common, "PORTAL_STORAGE_BACKEND": "local"}, big_file, big_sha256, marked_file, opts.researchers
+        )
 
         # 1. Validation + redirect (S3) against /livez, same server.
         port = free_port()
@@ -323,7 +347,8 @@ def main() -> None:
         port = free_port()
         procs.append(start_gunicorn({**common, "PORTAL_STORAGE_BACKEND": "local"}, port, opts.workers, opts.threads))
         size = big_file.stat().st_size
-        sources = {"direct": big_file.as_uri(), "gateway": f"http://127.0.0.1:{port}{big_path}"}
+        sources = {"direct": big_file.as_uri(), "gateway": f"http://127.0.0.1:{port}{big_path}",
+                   "marked": f"http://127.0.0.1:{port}{marked_path}"}
         nginx_port = free_port()
         nginx = start_nginx(tmp, storage_root, nginx_port)
         if nginx is not None:
@@ -349,6 +374,9 @@ def main() -> None:
             stream_ratios[regime] = [r["direct"] / r["gateway"] for r in rounds_seconds]
             if "nginx" in sources:
                 stream_ratios[regime, "nginx"] = sorted(r["direct"] / r["nginx"] for r in rounds_seconds)
+            marked_rounds = sorted(rounds_seconds, key=lambda r: r["gateway"] / r["marked"])
+            stream_ratios[regime, "marked"] = [r["gateway"] / r["marked"] for r in marked_rounds]
+            timings[regime, "marked-round"] = marked_rounds[len(marked_rounds) // 2]
             for name, value in rounds_seconds[len(rounds_seconds) // 2].items():
                 timings[regime, name] = value
             for name in sources:
@@ -400,6 +428,12 @@ def main() -> None:
             print(f"| {mib:,.0f} MiB from nginx (static file), {regime} | | | | {nginx_mbps:,.0f} | "
                   f"{nginx_mbps / direct_mbps:.2f} | |")
         print(f"| {mib:,.0f} MiB through the gateway, {regime} | | | | {gateway_mbps:,.0f} | {ratio:.2f} | {goal} |")
+        middle = timings[regime, "marked-round"]  # the round with the median marked / unmarked ratio
+        marked_ratio = middle["gateway"] / middle["marked"]
+        met = "met" if marked_ratio >= GOAL_MARKED_RATIO else "NOT met"
+        marked_goal = f">= {GOAL_MARKED_RATIO} of unmarked: {met}" if regime == "cold" else ""
+        print(f"| {mib:,.0f} MiB unmarked / marked copy through the gateway, {regime} (that round) | | | | "
+              f"{mib / middle['gateway']:,.0f} / {mib / middle['marked']:,.0f} | {marked_ratio:.2f} | {marked_goal} |")
     if (regime, "nginx") not in timings:
         print("\n(nginx is not installed: the static-file reference was skipped)")
     print()
@@ -409,6 +443,7 @@ def main() -> None:
         print(f"  streaming, {regime}: {', '.join(f'{r:.2f}' for r in stream_ratios[regime])}")
         if (regime, "nginx") in stream_ratios:
             print(f"  nginx, {regime}: {', '.join(f'{r:.2f}' for r in stream_ratios[regime, 'nginx'])}")
+        print(f"  marked / unmarked, {regime}: {', '.join(f'{r:.2f}' for r in stream_ratios[regime, 'marked'])}")
     print("MiB/s of every transfer, slowest first, and over all of them (total bytes over total seconds):")
     for (regime, name), speeds in transfer_speeds.items():
         overall = f"{len(speeds) * mib / total_seconds[regime, name]:,.0f}"

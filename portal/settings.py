@@ -406,6 +406,9 @@ FINGERPRINT_KEYS = _fingerprint_keys(env.str("FINGERPRINT_KEYS", default=""))
 # A recipient's copies whose files total at most this many bytes get their checksums computed while
 # the links are made (ready at once); larger ones by a Celery task, the page saying "preparing".
 FINGERPRINT_INLINE_CHECKSUM_BYTES = env.int("FINGERPRINT_INLINE_CHECKSUM_BYTES", default=64 << 20)
+# Where reviewers put suspect copies (scp, a mounted volume) for the identification page, which
+# reads paths inside it only.
+FINGERPRINT_SUSPECT_DIR = Path(env.str("FINGERPRINT_SUSPECT_DIR", default=str(VAR_DIR / "suspects")))
 
 # --- Sandbox ------------------------------------------------------------------------
 # What one /v1/ request may ask for; read where requests are parsed (inference.sandbox.openai_params).

@@ -9,16 +9,20 @@ suspended) and every gateway request made with their links. Behind ``reviewer_pa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from access.catalog.models import ModelVariant
 from access.distribution.bundles import (
     bundle_checksums_ready,
     bundle_create,
@@ -26,11 +30,12 @@ from access.distribution.bundles import (
     bundle_files,
     bundle_unsuspend,
 )
+from access.distribution.identify import IdentifyError, fingerprint_identify
 from access.distribution.models import DownloadBundle
 from access.distribution.selectors import bundles_for_grant, download_events_for_grant, weights_published
 from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
-from access.grants.models import GrantStatus
-from access.grants.selectors import grant_get_for_holder, grant_get_for_manager
+from access.grants.models import Grant, GrantStatus
+from access.grants.selectors import grant_get_for_holder, grant_get_for_manager, grant_manager_required
 from access.review.permissions import reviewer_page
 from portal.errors import LimitReached, StateConflict
 
@@ -156,3 +161,67 @@ def review_bundle_unsuspend(request, pk: int, bundle_id: int):
     else:
         messages.success(request, f"The suspension is lifted; {grant.user.email} can download again.")
     return redirect(reverse("review-grant-downloads", args=[grant.pk]))
+
+
+# --- Identifying a leaked copy ---------------------------------------------------------------
+
+
+def _suspect_path(relative: str) -> Path:
+    """A path the reviewer typed, inside FINGERPRINT_SUSPECT_DIR; ValidationError otherwise."""
+    root = Path(settings.FINGERPRINT_SUSPECT_DIR).resolve()
+    relative = relative.strip()
+    if not relative or "\x00" in relative:
+        raise ValidationError(f"Give the suspect's path inside {root}.")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValidationError(f"The suspect must be inside {root}; copy it there first.")
+    if not path.exists():
+        raise ValidationError(f"There is no {path}: copy the suspect into {root} first.")
+    return path
+
+
+@reviewer_page
+def review_fingerprints(request):
+    """Name the grant a leaked copy came from: a variant and a suspect's path on the server."""
+    grant_manager_required(request.user)
+    variants = list(ModelVariant.objects.filter(weight_files__layout__isnull=False).distinct().order_by("name"))
+    form = {"variant": request.POST.get("variant", ""), "suspect": request.POST.get("suspect", "")}
+    result, error = None, ""
+    if request.method == "POST":
+        variant = next((v for v in variants if v.slug == form["variant"]), None)
+        try:
+            if variant is None:
+                raise ValidationError("Choose a model whose weights are published.")
+            path = _suspect_path(form["suspect"])
+            result = fingerprint_identify(variant=variant, suspect=path, actor=request.user, request=request)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        except IdentifyError as exc:
+            error = str(exc)
+    elif request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    grants = {}
+    if result is not None:
+        ids = [entry["grant"] for entry in result.candidates[:FINGERPRINT_SHOWN]]
+        grants = {grant.pk: grant for grant in Grant.objects.filter(pk__in=ids).select_related("user")}
+    return render(
+        request,
+        "access/review/fingerprints.html",
+        {
+            "variants": variants,
+            "form": form,
+            "error": error,
+            "result": result,
+            "shown": [
+                {**entry, "grant_obj": grants.get(entry["grant"]), "accused": entry["grant"] in result.accused}
+                for entry in result.candidates[:FINGERPRINT_SHOWN]
+            ]
+            if result
+            else [],
+            "suspect_dir": Path(settings.FINGERPRINT_SUSPECT_DIR).resolve(),
+        },
+        status=400 if error else 200,
+    )
+
+
+FINGERPRINT_SHOWN = 20

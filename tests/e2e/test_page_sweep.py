@@ -163,6 +163,7 @@ def test_a_reviewers_pages_work_at_desktop_and_phone_widths(
             SweepPage("review-grants", "/review/grants/"),
             SweepPage("review-downloads", f"/review/grants/{sweep_world['grant'].pk}/downloads/"),
             SweepPage("review-stats", "/review/stats/"),
+            SweepPage("review-fingerprints", "/review/fingerprints/"),
             SweepPage("review-sandbox", "/review/sandbox/"),
             SweepPage("review-sandbox-user", f"/review/sandbox/users/{researcher.pk}/"),
         ],

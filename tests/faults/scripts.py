@@ -23,7 +23,7 @@ def seed_downloads(*, weights_folder: str, prefix: str) -> dict:
 
     from access.catalog.models import ModelVariant
     from access.catalog.selectors import license_current
-    from access.distribution.bundles import bundle_create
+    from access.distribution.bundles import bundle_create, bundle_files
     from access.distribution.publishing import demo_weights_publish
     from access.distribution.tokens import link_path
     from access.grants.services import grant_accept_license, grant_create
@@ -40,8 +40,10 @@ def seed_downloads(*, weights_folder: str, prefix: str) -> dict:
     grant = grant_create(user=researcher, variant=variant, actor=reviewer, reason="Fault tests.")
     grant = grant_accept_license(grant=grant, user=researcher, license_version=license_current(variant.family))
     bundle = bundle_create(grant=grant, user=researcher)
+    # The researcher's own checksums: weight shards carry their fingerprint (issue 17).
+    checksums = {entry["name"]: entry["sha256"] for entry in bundle_files(bundle)}
     links = [
-        {"path": link_path(link), "name": link.file.name, "size": link.file.size, "sha256": link.file.sha256}
+        {"path": link_path(link), "name": link.file.name, "size": link.file.size, "sha256": checksums[link.file.name]}
         for link in bundle.links.select_related("file").order_by("file__size")
     ]
     _, token = api_token_create(user=researcher, name="fault tests")
