@@ -2,7 +2,7 @@
 few units in the last place (ulp), and the statistic that names whose copy a suspect file is
 (issue 17; this module is its arithmetic, Django-free).
 
-Marking. A tensor's elements are cut into PAGEs of 4,096 (8 KiB of float16). For each recipient,
+Marking. A tensor's elements are cut into PAGEs of 16,384 (32 KiB of float16). For each recipient,
 file and tensor (``tensor_key``) a keyed draw marks one page in PAGE_SHARE (``pages_marked``); in a
 marked page each eligible weight's magnitude moves by +-AMPLITUDE_ULP ulp, away from or towards
 zero, the sign from a keyed stream seekable by element (``signs``). So a served copy is the
@@ -33,7 +33,7 @@ import numpy as np
 
 AMPLITUDE_ULP = 8
 PAGE_SHARE = 16  # one page in 16 is marked
-PAGE = 4096  # elements per page: the unit that is marked or not, and the sign stream's unit
+PAGE = 16384  # elements per page (32 KiB of float16): the unit that is marked or not, and the sign stream's unit
 BLOCK = 32  # weights per quantization block; each block's largest magnitude is never moved
 _PAGE_DRAW_BELOW = (1 << 64) // PAGE_SHARE
 _MAGNITUDE = 0x7FFF

@@ -333,14 +333,14 @@ class MarkedFile:
     def marked_bytes(self) -> int:
         return sum(patch.stop - patch.start for patch in self._patches if patch.span is not None)
 
-    def _page(self, patch: _Patch, original: bytes | None = None) -> bytes:
+    def _page(self, patch: _Patch, original: bytes | None = None, read=None) -> bytes:
         if original is None:
-            original = self._read(patch.start, patch.stop - patch.start)
+            original = (read or self._read)(patch.start, patch.stop - patch.start)
         return fingerprint.mark_page(np.frombuffer(original, dtype="<f2"), patch.key, patch.page).tobytes()
 
-    def _patch_bytes(self, patch: _Patch) -> bytes:
+    def _patch_bytes(self, patch: _Patch, read=None) -> bytes:
         if patch.span is not None:
-            return self._page(patch)
+            return self._page(patch, read=read)
         return struct.pack("<I", self.crcs()[patch.entry])
 
     def crcs(self) -> dict[str, int]:
@@ -370,9 +370,10 @@ class MarkedFile:
             patch.span is None and patch.start < stop and patch.stop > start for patch in self._patches
         )
 
-    def pieces(self, start: int, stop: int) -> Iterator[tuple[int, int] | bytes]:
+    def pieces(self, start: int, stop: int, read=None) -> Iterator[tuple[int, int] | bytes]:
         """The copy's bytes start .. stop in order, as runs ``(first, stop)`` that are the
-        original's bytes there and ``bytes`` made for the copy."""
+        original's bytes there and ``bytes`` made for the copy. ``read``: how to read the
+        original's marked pages, when the caller has the file open already."""
         stop = min(stop, self.layout.size)
         at = start
         index = max(bisect.bisect_right(self._starts, start) - 1, 0)
@@ -385,7 +386,7 @@ class MarkedFile:
                 yield (at, patch.start)
                 at = patch.start
             hi = min(stop, patch.stop)
-            yield self._patch_bytes(patch)[at - patch.start : hi - patch.start]
+            yield self._patch_bytes(patch, read)[at - patch.start : hi - patch.start]
             at = hi
         if at < stop:
             yield (at, stop)

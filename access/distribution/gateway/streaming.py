@@ -4,6 +4,7 @@ gunicorn sends it with sendfile, TCP_CORK while it does, and the Content-Disposi
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from urllib.parse import quote
@@ -190,12 +191,24 @@ class MarkedStream:
             at += len(block)
 
     def _send_direct(self) -> None:
+        # os.sendfile itself on a blocking socket (gunicorn's are): socket.sendfile sets up a
+        # selector on every call, which costs more than a run between two marked pages.
+        blocking = self._sock.gettimeout() is None
+        out = self._sock.fileno()
         with open(self._local_path, "rb") as raw:
-            for piece in self._marked.pieces(self._first, self._stop):
+            source = raw.fileno()
+
+            def read(start: int, length: int) -> bytes:
+                return os.pread(source, length, start)
+
+            for piece in self._marked.pieces(self._first, self._stop, read=read):
                 if isinstance(piece, tuple):
                     start, stop = piece
                     while start < stop:
-                        sent = self._sock.sendfile(raw, start, stop - start)
+                        if blocking:
+                            sent = os.sendfile(out, source, start, stop - start)
+                        else:
+                            sent = self._sock.sendfile(raw, start, stop - start)
                         if sent == 0:
                             raise OSError("the file ended early")
                         start += sent

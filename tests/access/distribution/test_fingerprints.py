@@ -277,3 +277,24 @@ def test_researchers_cannot_open_the_identification_page(world, client):
     client.force_login(grants[0].user)
     response = client.get("/review/fingerprints/")
     assert response.status_code in (302, 403)
+
+
+def test_after_the_master_key_is_rotated_old_and_new_copies_both_name_their_grants(world, settings, tmp_path):
+    variant, _, _, grants, copies = world
+    old_grant, old_folder = next(iter(copies.items()))
+    settings.FINGERPRINT_KEYS = {"2027-01": b"n" * 32, **settings.FINGERPRINT_KEYS}  # the new key first
+    grant = grants[90]
+    bundle = bundle_create(grant=grant, user=grant.user)
+    shard = bundle.links.select_related("copy").get(file__name="consolidated.00.pth")
+    assert shard.copy.key_id == "2027-01"
+    new_folder = tmp_path / "new"
+    new_folder.mkdir()
+    for link in bundle.links.select_related("file").filter(file__name__startswith="consolidated."):
+        (new_folder / link.file.name).write_bytes(b"".join(Client().get(link_path(link)).streaming_content))
+
+    _assert_names(_identify(variant, new_folder), {grant.pk})
+    _assert_names(_identify(variant, old_folder), {old_grant})
+    # Dropping the old key from FINGERPRINT_KEYS is refused by name, not answered wrongly.
+    settings.FINGERPRINT_KEYS = {"2027-01": b"n" * 32}
+    with pytest.raises(Exception, match="no longer in FINGERPRINT_KEYS"):
+        _identify(variant, old_folder)

@@ -782,3 +782,44 @@ def test_a_file_goes_out_corked_and_the_cork_comes_off_once_it_is_sent(client, b
 
                 head = client.head(link_path(link), **{"gunicorn.socket": server_side})
                 assert head.status_code == 200 and not _corked(server_side)  # nothing to send, no cork
+
+
+def test_while_a_copys_checksums_are_prepared_its_files_download_and_the_rest_waits(
+    client, settings, published_demo_weights, researcher, reviewer, bundle_make, body_of
+):
+    """Large copies get their checksums from a Celery task after the links are made. Meanwhile the
+    files download (a Range reaching the CRCs has them computed on the spot), while the checklist,
+    script and manifest, which carry the checksums, answer 503 with Retry-After."""
+    from access.distribution.fingerprints import weight_copy_prepare
+    from access.distribution.models import WeightCopy
+
+    settings.FINGERPRINT_INLINE_CHECKSUM_BYTES = 0  # as for a model of many gigabytes
+    bundle = bundle_make(user=researcher, variant=published_demo_weights[0], reviewer=reviewer)
+    shard = _link(bundle)
+    assert shard.copy is not None and shard.copy.prepared_at is None and shard.copy.crcs is None
+
+    files = {entry["name"]: entry for entry in bundles.bundle_files(bundle)}
+    assert files["consolidated.00.pth"]["sha256"] is None and files["checklist.chk"]["md5"] is None
+    assert files["params.json"]["sha256"] == _link(bundle, "params.json").file.sha256
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(researcher)
+    page = browser.get(f"/grants/{bundle.grant_id}/downloads/").content.decode()
+    assert "Preparing checksums" in page and "preparing checksums…" in page and "download.sh" not in page
+
+    for path in (bundle_script_path(bundle), bundle_manifest_path(bundle), link_path(_link(bundle, "checklist.chk"))):
+        waiting = client.get(path)
+        assert waiting.status_code == 503 and waiting["Retry-After"] == "30"
+        assert "still being computed" in waiting.content.decode()
+    central_directory = shard.file.layout["central_directory_offset"]  # it holds every entry's CRC
+    tail = client.get(link_path(shard), HTTP_RANGE=f"bytes={central_directory}-")
+    assert tail.status_code == 206
+    assert body_of(tail) == served_bytes(shard)[central_directory:]
+    assert WeightCopy.objects.get(pk=shard.copy_id).crcs  # computed for that Range, and kept
+
+    weight_copy_prepare(shard.copy_id)
+    weight_copy_prepare(_link(bundle, "consolidated.01.pth").copy_id)
+    assert client.get(bundle_script_path(bundle)).status_code == 200
+    checklist = body_of(client.get(link_path(_link(bundle, "checklist.chk"))))
+    assert f"{WeightCopy.objects.get(pk=shard.copy_id).md5}  consolidated.00.pth" in checklist.decode()

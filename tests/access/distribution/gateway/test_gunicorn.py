@@ -171,3 +171,68 @@ def test_a_download_that_outlasts_gunicorns_timeout_completes_under_gthread_work
         conn.close()
     assert received == LONG_FILE_BYTES
     assert digest.hexdigest() == sha256
+
+
+def _long_checkpoint_link(published_demo_weights, researcher, reviewer, bundle_make):
+    """A link to a researcher's marked copy of a 48 MiB float16 checkpoint published beside the demo."""
+    import torch
+
+    from inference.llama.torch_zip import checkpoint_layout, layout_to_json
+
+    variant, _, _ = published_demo_weights
+    key = f"{variant.slug}/consolidated.99.pth"
+    path = Path(settings.PORTAL_STORAGE_ROOT) / key
+    generator = torch.Generator().manual_seed(11)
+    torch.save({f"layers.{i}.attention.wq.weight": (torch.randn(1024, 2048, generator=generator) * 0.02).half()
+                for i in range(LONG_FILE_BYTES // (4 << 20))}, path)  # fmt: skip
+    content = path.read_bytes()
+    WeightFile.objects.create(variant=variant, name=path.name, storage_key=key, size=len(content),
+                              sha256=hashlib.sha256(content).hexdigest(), md5=hashlib.md5(content).hexdigest(),
+                              layout=layout_to_json(checkpoint_layout(path)))  # fmt: skip
+    bundle = bundle_make(user=researcher, variant=variant, reviewer=reviewer)
+    link = bundle.links.select_related("file", "copy").get(file__name=path.name)
+    assert link.copy_id is not None
+    return link, content
+
+
+def test_a_marked_copy_goes_out_by_sendfile_and_made_pages_and_a_cut_short_one_resumes(
+    gunicorn_port, published_demo_weights, researcher, reviewer, bundle_make
+):
+    """A recipient's copy under gunicorn: the original's runs by sendfile, the marked pages and
+    CRCs written between them. Whole, it is the copy (not the original); cut short, it costs what
+    was sent, and the resume completes the same copy."""
+    from tests.access.distribution.served import served_bytes
+
+    link, original = _long_checkpoint_link(published_demo_weights, researcher, reviewer, bundle_make)
+    expected = served_bytes(link)
+    assert expected != original and len(expected) == len(original)
+
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=30)
+    conn.request("GET", link_path(link))
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Length") == str(len(original))
+    assert response.read() == expected
+    for first, last in [(0, 99), (1_000_003, 5_000_000), (len(original) - 5000, len(original) - 1)]:
+        conn.request("GET", link_path(link), headers={"Range": f"bytes={first}-{last}"})
+        part = conn.getresponse()
+        assert part.status == 206 and part.read() == expected[first : last + 1]
+    conn.close()
+
+    conn = _slow_reader_connection(gunicorn_port)
+    conn.request("GET", link_path(link))
+    head = conn.getresponse().read(1 << 20)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    conn.close()
+    event = DownloadEvent.objects.filter(link=link, counted=True).latest("id")
+    for _ in range(100):
+        event.refresh_from_db()
+        if event.bytes_sent < len(original):
+            break
+        time.sleep(0.1)
+    assert len(head) <= event.bytes_sent < len(original)
+
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=30)
+    conn.request("GET", link_path(link), headers={"Range": f"bytes={len(head)}-"})
+    rest = conn.getresponse().read()
+    conn.close()
+    assert head + rest == expected
