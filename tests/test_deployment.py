@@ -172,6 +172,8 @@ def test_app_services_share_one_anchor_for_image_and_settings(compose_text, comp
 
 def test_web_runs_gunicorn_worker_and_beat_run_celery(services):
     assert "gunicorn" in services["web"]["command"] and "portal.wsgi:application" in services["web"]["command"]
+    # Threads: a worker streaming a fingerprinted copy for minutes must keep reporting to gunicorn.
+    assert "--worker-class=gthread" in services["web"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "portal", "beat"]
 

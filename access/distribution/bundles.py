@@ -151,7 +151,8 @@ def _link_checksums(link: DownloadLink, checklist) -> tuple[str | None, str | No
     """(sha256, md5) of the bytes this link sends: the recipient's copy's, None while they are
     being computed; the recipient's checklist's; or the published file's."""
     if link.copy_id is not None:
-        ready = link.copy.prepared_at is not None
+        # Not ready, or made from a version of the file since republished: being computed anew.
+        ready = link.copy.prepared_at is not None and link.copy.file_sha256 == link.file.sha256
         return (link.copy.sha256, link.copy.md5) if ready else (None, None)
     if link.file.name == CHECKLIST and checklist is _PREPARING:
         return None, None

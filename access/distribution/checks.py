@@ -21,8 +21,10 @@ def local_weight_storage_is_sent_by_nginx(app_configs=None, **kwargs):
         Warning(
             "Weight files in local storage are streamed by the web processes, and gunicorn's sync workers are "
             "killed after --timeout seconds (60 in docker-compose.yml): longer downloads are cut off.",
-            hint="Set DOWNLOAD_ACCEL_REDIRECT_PREFIX=/protected-weights/ and mount PORTAL_STORAGE_ROOT into the "
-            "nginx proxy (deploy/nginx.conf), or run gunicorn with --worker-class gthread.",
+            hint="Run gunicorn with --worker-class gthread (docker-compose.yml does), or set "
+            "DOWNLOAD_ACCEL_REDIRECT_PREFIX=/protected-weights/ and mount PORTAL_STORAGE_ROOT into the nginx proxy "
+            "(deploy/nginx.conf) for the files sent as published; fingerprinted copies are always streamed by the "
+            "web processes.",
             id=LOCAL_STORAGE_STREAMED_BY_DJANGO,
         )
     ]

@@ -102,9 +102,10 @@ def copy_marked_file_for(copy: WeightCopy) -> MarkedFile | None:
     )  # fmt: skip
 
 
-def copy_crcs_record(copy_id: int, marked: MarkedFile) -> None:
-    """Store the CRCs the gateway had to compute itself (a Range asked for them before the task ran)."""
-    WeightCopy.objects.filter(pk=copy_id, crcs__isnull=True).update(crcs=marked.crcs())
+def copy_crcs_record(copy_id: int, file_sha256: str, marked: MarkedFile) -> None:
+    """Store the CRCs the gateway had to compute itself (a Range asked for them before the task
+    ran), unless the copy was made from another version of the file."""
+    WeightCopy.objects.filter(pk=copy_id, file_sha256=file_sha256, crcs__isnull=True).update(crcs=marked.crcs())
 
 
 def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, WeightCopy]:

@@ -53,7 +53,7 @@ class GatewayLink:
     variant_name: str
     copy_id: int | None  # the grant's marked copy this link sends; None: the file as published
     copy_key_id: str | None
-    copy_crcs: dict | None  # the copy's CRCs, once computed
+    copy_crcs: dict | None  # the copy's CRCs, once computed (None when they are of an older file version)
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
     network_seen: bool  # a request from this network, for this grant, got through the leak rule within its window
@@ -86,7 +86,7 @@ def gateway_link_sql() -> str:
         DownloadLink, "id", "max_downloads", "downloads_used", "bytes_reserved", "bundle", "file", "public_id", "copy"
     )
     copy_table = WeightCopy._meta.db_table
-    c_id, c_key, c_crcs = db_columns(WeightCopy, "id", "key_id", "crcs")
+    c_id, c_key, c_crcs, c_sha = db_columns(WeightCopy, "id", "key_id", "crcs", "file_sha256")
     f_id, f_name, f_size, f_sha, f_key = db_columns(WeightFile, "id", "name", "size", "sha256", "storage_key")
     b_id, b_expires, b_retired, b_suspended, b_grant = db_columns(
         DownloadBundle, "id", "expires_at", "retired_at", "suspended_at", "grant"
@@ -108,7 +108,7 @@ def gateway_link_sql() -> str:
                b.{b_retired} AS retired_at, b.{b_suspended} AS suspended_at, g.{g_id} AS grant_id,
                g.{g_status} AS grant_status, g.{g_expires} AS grant_expires_at, g.{g_user} AS user_id,
                v.{v_name} AS variant_name, c.{c_id} AS copy_id, c.{c_key} AS copy_key_id,
-               c.{c_crcs} AS copy_crcs,
+               CASE WHEN c.{c_sha} = f.{f_sha} THEN c.{c_crcs} END AS copy_crcs,
                (SELECT lv.{lv_id} FROM {license_version} lv
                  WHERE lv.{lv_family} = v.{v_family} AND lv.{lv_effective} <= %s
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,

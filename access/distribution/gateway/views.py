@@ -190,10 +190,15 @@ def _serve(
         if made is not None:
             return _serve_made(request, link, made, byte_range, take)
         if link.copy_id is not None:
-            marked = fingerprints.copy_marked_file(
-                grant_id=link.grant_id, key_id=link.copy_key_id, file_id=link.file_id, file_name=link.file_name,
-                file_sha256=link.file_sha256, storage_key=link.file_storage_key, crcs=link.copy_crcs,
-            )  # fmt: skip
+            try:
+                marked = fingerprints.copy_marked_file(
+                    grant_id=link.grant_id, key_id=link.copy_key_id, file_id=link.file_id, file_name=link.file_name,
+                    file_sha256=link.file_sha256, storage_key=link.file_storage_key, crcs=link.copy_crcs,
+                )  # fmt: skip
+            except LookupError:  # its master key was dropped from FINGERPRINT_KEYS
+                logger.exception("gateway: cannot make copy %s of %s", link.copy_id, link.file_name)
+                outcome, _, _ = take(served=SERVED, failure=STORAGE_ERROR)
+                return _plain(outcome.status, outcome.message, request)
             if marked is not None:
                 return _serve_marked(request, link, storage, marked, byte_range, take)
         if storage.name != "s3" or request.method == "HEAD":
@@ -255,7 +260,7 @@ def _serve_marked(request, link, storage, marked, byte_range, take) -> HttpRespo
         # A Range that reaches the CRCs before the checksum task recorded them: computed here,
         # from the marked pages alone, and recorded.
         marked.crcs()
-        fingerprints.copy_crcs_record(link.copy_id, marked)
+        fingerprints.copy_crcs_record(link.copy_id, link.file_sha256, marked)
 
     def closed(stream: MarkedStream) -> None:
         take.stream_ended(planned=length, sent=stream.bytes_sent, event_id=event_id)

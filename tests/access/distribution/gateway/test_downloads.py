@@ -823,3 +823,10 @@ def test_while_a_copys_checksums_are_prepared_its_files_download_and_the_rest_wa
     assert client.get(bundle_script_path(bundle)).status_code == 200
     checklist = body_of(client.get(link_path(_link(bundle, "checklist.chk"))))
     assert f"{WeightCopy.objects.get(pk=shard.copy_id).md5}  consolidated.00.pth" in checklist.decode()
+
+
+def test_a_copy_whose_master_key_was_dropped_is_refused_with_503_and_not_counted(client, settings, bundle):
+    shard = _link(bundle)
+    settings.FINGERPRINT_KEYS = {"another": b"a" * 32}  # the copy's key is no longer listed
+    _assert_no_bytes(client.get(link_path(shard)), 503, "try again")
+    assert _used(shard) == 0
