@@ -830,3 +830,20 @@ def test_a_copy_whose_master_key_was_dropped_is_refused_with_503_and_not_counted
     settings.FINGERPRINT_KEYS = {"another": b"a" * 32}  # the copy's key is no longer listed
     _assert_no_bytes(client.get(link_path(shard)), 503, "try again")
     assert _used(shard) == 0
+
+
+def test_ranges_of_a_marked_copy_at_random_offsets_equal_the_whole_copy(client, bundle, body_of):
+    import random
+
+    shard = _link(bundle)
+    DownloadLink.objects.filter(pk=shard.pk).update(max_downloads=1000)  # this test is about bytes, not counts
+    whole = body_of(client.get(link_path(shard)))
+    assert whole == served_bytes(shard) and len(whole) == shard.file.size
+    rng = random.Random(17)
+    for _ in range(40):
+        first = rng.randrange(len(whole))
+        last = min(len(whole) - 1, first + rng.choice([0, 1, 63, 4096, 40_000, len(whole)]))
+        response = client.get(link_path(shard), HTTP_RANGE=f"bytes={first}-{last}")
+        assert response.status_code == 206 and body_of(response) == whole[first : last + 1], (first, last)
+    suffix = client.get(link_path(shard), HTTP_RANGE="bytes=-777")
+    assert body_of(suffix) == whole[-777:]
