@@ -50,4 +50,4 @@ USER portal
 EXPOSE 8000 8001
 
 # WEB_CONCURRENCY (gunicorn's own variable) sets the number of worker processes.
-CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--timeout", "60", "--graceful-timeout", "30"]
+CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--timeout", "60", "--graceful-timeout", "30", "--worker-class", "gthread", "--threads", "8"]

@@ -382,14 +382,17 @@ DOWNLOAD_UNKNOWN_LINK_LOG_PER_MINUTE_TOTAL = env.int("DOWNLOAD_UNKNOWN_LINK_LOG_
 # --- Fingerprints --------------------------------------------------------------------
 # Master keys of the per-recipient marks in downloaded weights, "ID:SECRET" separated by commas:
 # new copies are marked with the first; the others stay to identify copies marked with them
-# (rotate by putting a new key first). Unset: one key derived from SECRET_KEY, id "secret-key"
-# (keep that id's secret listed if SECRET_KEY changes, or those copies cannot be identified).
+# (rotate by putting a new key first). Unset: one key derived from SECRET_KEY, id "secret-key-"
+# and 8 hex digits of its digest (set FINGERPRINT_KEYS in production: see access.W002).
 def _fingerprint_keys(value: str) -> dict[str, bytes]:
     import hashlib
     import hmac
 
     if not value.strip():
-        return {"secret-key": hmac.new(SECRET_KEY.encode(), b"portal weight fingerprints", hashlib.sha256).digest()}
+        # The id names the key's digest: after SECRET_KEY changes, copies marked with the old key
+        # are refused by name (list the old key in FINGERPRINT_KEYS), never made with another.
+        derived = hmac.new(SECRET_KEY.encode(), b"portal weight fingerprints", hashlib.sha256).digest()
+        return {f"secret-key-{hashlib.sha256(derived).hexdigest()[:8]}": derived}
     keys = {}
     for item in value.split(","):
         key_id, _, secret = item.strip().partition(":")

@@ -521,6 +521,8 @@ def _production_env(directory: Path) -> dict[str, str]:
         "PORTAL_STORAGE_ROOT": str(directory / "storage"),
         # Local storage in production is sent by nginx (check access.W001 warns otherwise).
         "DOWNLOAD_ACCEL_REDIRECT_PREFIX": "/protected-weights/",
+        # The fingerprints' own master key (check access.W002 warns when it comes from SECRET_KEY).
+        "FINGERPRINT_KEYS": f"2026-12:{secrets.token_hex(32)}",
     }
 
 
@@ -552,6 +554,20 @@ def test_production_with_local_storage_streamed_by_gunicorn_warns_at_check(produ
     assert result.returncode != 0
     assert "access.W001" in result.stdout + result.stderr
     assert "DOWNLOAD_ACCEL_REDIRECT_PREFIX" in result.stdout + result.stderr
+
+
+def test_production_with_fingerprint_keys_from_secret_key_warns_at_check(production_env):
+    del production_env["FINGERPRINT_KEYS"]
+    result = _run(_MANAGE, "check", "--deploy", "--fail-level", "WARNING", env=production_env)
+    assert result.returncode != 0
+    assert "access.W002" in result.stdout + result.stderr
+
+
+def test_malformed_fingerprint_keys_refuse_to_start(production_env):
+    production_env["FINGERPRINT_KEYS"] = "2026-12:too-short"
+    result = _run(_MANAGE, "check", env=production_env)
+    assert result.returncode != 0
+    assert "FINGERPRINT_KEYS is 'ID:SECRET,ID:SECRET'" in result.stderr
 
 
 def test_production_refuses_to_start_without_secret_key(production_env):

@@ -20,6 +20,7 @@ from access.audit.services import audit_event_record
 from access.distribution.fingerprints import (
     CHECKLIST,
     ChecksumsPreparing,
+    CopyOutdated,
     recipient_checklist,
     weight_copies_for_bundle,
     weight_copies_prepare_later,
@@ -168,7 +169,7 @@ def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
     links = list(bundle.links.select_related("file", "copy").order_by("file__name"))
     try:
         checklist = recipient_checklist(bundle.pk) if any(link.copy_id for link in links) else None
-    except ChecksumsPreparing:
+    except ChecksumsPreparing:  # CopyOutdated too
         checklist = _PREPARING
     files = []
     for link in links:
@@ -179,6 +180,8 @@ def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
             "sha256": sha256,
             "md5": md5,
             "marked": link.copy_id is not None,
+            # Made from a version of the file since published again: new links send the new one.
+            "outdated": link.copy_id is not None and link.copy.file_sha256 != link.file.sha256,
             "url": download_absolute_url(link_path(link), request),
             "downloads_left": link.downloads_left,
             "bytes_left": max(
@@ -196,6 +199,8 @@ def bundle_manifest(bundle: DownloadBundle, request=None) -> dict:
     """The manifest (and download.sh's data). Raises ChecksumsPreparing while the recipient's
     checksums are being computed: a script without them could not verify the copy."""
     files = bundle_files(bundle, request)
+    if any(entry["outdated"] for entry in files):
+        raise CopyOutdated()
     if not bundle_checksums_ready(files):
         raise ChecksumsPreparing(
             "Your copy's checksums are still being computed (a minute or two for a large model), and the "

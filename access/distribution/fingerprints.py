@@ -23,15 +23,27 @@ from django.utils import timezone
 from access.distribution.models import DownloadLink, WeightCopy, WeightFile
 from access.distribution.storage import CHUNK_BYTES, weight_storage
 from inference.llama import fingerprint
-from inference.llama.torch_zip import Layout, MarkedFile, layout_from_json
+from inference.llama.torch_zip import Layout, MarkedFile, layout_from_json, layout_markable
 
 logger = logging.getLogger(__name__)
 
 CHECKLIST = "checklist.chk"
+PREPARE_TASK = "access.weight_copy_prepare"
 
 
 class ChecksumsPreparing(Exception):
     """A recipient's checksums are still being computed; the message says so."""
+
+
+class CopyOutdated(ChecksumsPreparing):
+    """The file was published again since the links were made: new links send the new version."""
+
+    def __init__(self):
+        super().__init__(
+            "A file of this model was updated after these links were made, so their checksums no longer "
+            "describe it. Create new links on your downloads page; files you finished need no new download "
+            "unless their checksum changed."
+        )
 
 
 def fingerprint_key_current() -> str:
@@ -58,14 +70,23 @@ def copy_key_of(*, grant_id: int, key_id: str, file_name: str) -> Callable[[str]
     return lambda tensor: fingerprint.tensor_key(master, recipient, file_name, tensor)
 
 
-@lru_cache(maxsize=256)
+_LAYOUTS: dict[tuple[int, str], Layout] = {}  # layouts found, by file and version (None is never kept)
+
+
 def _layout(file_id: int, file_sha256: str) -> Layout | None:
-    value = WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", flat=True).first()
-    return layout_from_json(value) if value else None
+    layout = _LAYOUTS.get((file_id, file_sha256))
+    if layout is None:
+        value = WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", flat=True).first()
+        if not value:
+            return None
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[(file_id, file_sha256)] = layout_from_json(value)
+    return layout
 
 
-@lru_cache(maxsize=512)
-def _marked_file(
+@lru_cache(maxsize=64)
+def _marked_file_cached(
     grant_id: int, master_key: bytes, file_id: int, file_name: str, file_sha256: str, storage_key: str
 ) -> MarkedFile | None:
     # Keyed by everything its bytes follow from; storage is looked up at each read.
@@ -88,7 +109,9 @@ def copy_marked_file(
     when the file has no layout (it is then sent as published). ``crcs``: the copy's CRCs as
     recorded, so they are not computed again."""
     master = fingerprint_master_key(key_id)
-    marked = _marked_file(grant_id, master, file_id, file_name, file_sha256, storage_key)
+    if _layout(file_id, file_sha256) is None:
+        return None  # not cached: a layout may be there at the next request
+    marked = _marked_file_cached(grant_id, master, file_id, file_name, file_sha256, storage_key)
     if marked is not None and crcs and marked._crcs is None:
         marked._crcs = {name: int(value) for name, value in crcs.items()}
     return marked
@@ -114,14 +137,20 @@ def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, Weight
     version and key, so links made again send the same bytes."""
     if not grant.variant.fingerprint:
         return {}
-    key_id = fingerprint_key_current()
     copies = {}
     for weight_file in files:
-        if not weight_file.layout:
+        if not weight_file.layout or not layout_markable(layout_from_json(weight_file.layout)):
             continue
-        copy, _ = WeightCopy.objects.get_or_create(
-            grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
-        )
+        # The grant's copy of this file version, whatever key is current now, while its key is
+        # listed: two differently marked copies in one pair of hands show where the marks are.
+        earlier = [
+            copy for copy in WeightCopy.objects.filter(grant=grant, file=weight_file, file_sha256=weight_file.sha256)
+            .order_by("created_at", "pk")
+            if copy.key_id in settings.FINGERPRINT_KEYS
+        ]  # fmt: skip
+        copy = earlier[0] if earlier else WeightCopy.objects.create(
+            grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=fingerprint_key_current()
+        )  # fmt: skip
         copies[weight_file.pk] = copy
     return copies
 
@@ -143,11 +172,13 @@ def weight_copies_prepare_later(copies) -> None:
 
 
 def _prepare_enqueue(copy_ids: list[int]) -> None:
-    from access.distribution.tasks import weight_copy_prepare_task
+    from celery import current_app
 
+    # By name: access.distribution.tasks imports this module.
+    task = current_app.tasks[PREPARE_TASK]
     for copy_id in copy_ids:
         try:
-            weight_copy_prepare_task.delay(copy_id)
+            task.delay(copy_id)
         except Exception:  # the broker is down: the links still work; making links again retries
             logger.exception("fingerprints: could not queue the checksums of copy %s", copy_id)
 
@@ -195,6 +226,8 @@ def recipient_checklist(bundle_id: int) -> bytes | None:
     for link in links:
         if link.file.name == CHECKLIST:
             continue
+        if link.copy_id is not None and link.copy.file_sha256 != link.file.sha256:
+            raise CopyOutdated()
         if link.copy_id is not None and link.copy.prepared_at is None:
             raise ChecksumsPreparing(
                 "Your copy's checksums are still being computed (a minute or two for a large model). "

@@ -57,12 +57,18 @@ class IdentifyResult:
         }
 
 
-def _suspect_files(path: Path) -> list[Path]:
+def _suspect_files(path: Path, confine_to: Path | None) -> list[Path]:
     if path.is_file():
-        return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".pth", ".bin", ".safetensors"))
-    return []
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".pth", ".bin", ".safetensors"))
+    else:
+        files = []
+    if confine_to is not None:
+        outside = [p.name for p in files if not p.resolve().is_relative_to(confine_to)]
+        if outside:
+            raise IdentifyError(f"{', '.join(outside)} lead outside {confine_to}: copy the files themselves there.")
+    return files
 
 
 def _sha256(path: Path) -> str:
@@ -75,9 +81,16 @@ def _sha256(path: Path) -> str:
 
 def _exact_copies(paths: list[Path], variant: ModelVariant) -> list[dict]:
     found = []
+    published = set(WeightFile.objects.filter(variant=variant).values_list("sha256", flat=True))
     for path in paths:
         digest = _sha256(path)
-        copies = WeightCopy.objects.filter(sha256=digest, file__variant=variant).select_related("grant__user", "file")
+        copies = list(
+            WeightCopy.objects.filter(sha256=digest, file__variant=variant).select_related("grant__user", "file")
+        )
+        # A copy is its grant's alone; bytes that equal the published file, or several grants'
+        # copies, name nobody.
+        if digest in published or len({copy.grant_id for copy in copies}) != 1:
+            continue
         for copy in copies:
             found.append({"grant": copy.grant_id, "user": copy.grant.user.email, "file": copy.file.name})
     return found
@@ -135,10 +148,13 @@ def _candidates(variant: ModelVariant, files: list[WeightFile]) -> dict[str, tup
     return out
 
 
-def fingerprint_identify(*, variant: ModelVariant, suspect: str | Path, actor=None, request=None) -> IdentifyResult:
-    """Score every grant of the variant against the suspect copy; record it in the audit log."""
+def fingerprint_identify(
+    *, variant: ModelVariant, suspect: str | Path, actor=None, request=None, confine_to: Path | None = None
+) -> IdentifyResult:
+    """Score every grant of the variant against the suspect copy; record it in the audit log.
+    ``confine_to``: a folder every file read must lie in (the reviewers' page), links resolved."""
     path = Path(suspect)
-    paths = _suspect_files(path)
+    paths = _suspect_files(path, confine_to)
     if not paths:
         raise IdentifyError(
             f"{path} holds no checkpoint: give a consolidated.NN.pth, a .safetensors or .bin file, or a folder of them."
@@ -153,6 +169,10 @@ def fingerprint_identify(*, variant: ModelVariant, suspect: str | Path, actor=No
             suspect_state = suspect_read(path, n_heads=_n_heads(variant))
         except CheckpointError as exc:
             raise IdentifyError(str(exc)) from exc
+        except Exception as exc:  # a damaged or foreign file: torch, pickle and safetensors each raise their own
+            raise IdentifyError(
+                f"{path} cannot be read as a checkpoint ({type(exc).__name__}): is the file complete?"
+            ) from exc
         shapes = [{name: tuple(t.shape) for name, t in state.items()} for state in states]
         original, faced = {}, {}
         for shard, state, part in zip(shards, states, shard_slices(suspect_state, shapes), strict=True):

@@ -136,18 +136,24 @@ def _file_hashes(path: Path, progress) -> tuple[int, str, str]:
 def _weights_layout(source: Path, warnings: list[str]) -> dict | None:
     """Where a shard's tensors lie, read once here so the gateway can serve recipients' marked
     copies (access.distribution.fingerprints); None for files without weights."""
-    from inference.llama.torch_zip import LayoutError, checkpoint_layout, layout_to_json
+    from inference.llama.torch_zip import LayoutError, checkpoint_layout, layout_markable, layout_to_json
 
     if not SHARD_PATTERN.fullmatch(source.name):
         return None
     try:
-        return layout_to_json(checkpoint_layout(source))
+        layout = checkpoint_layout(source)
     except (LayoutError, zipfile.BadZipFile, OSError, pickle.UnpicklingError, ValueError) as exc:
         warnings.append(
             f"{source.name} cannot be read as a torch.save checkpoint ({exc}); it is sent to every recipient "
             "unmarked, without a fingerprint."
         )
         return None
+    if not layout_markable(layout):
+        warnings.append(
+            f"{source.name} holds no float16 weight matrix, the only kind that carries fingerprints; it is sent "
+            "to every recipient unmarked."
+        )
+    return layout_to_json(layout)
 
 
 def _file_publish(*, storage, key: str, source: Path, existing: WeightFile | None, progress_factory) -> PublishedFile:
@@ -217,6 +223,15 @@ def weights_publish(
     storage = weight_storage()
     progress_factory = progress_factory or _no_progress
     existing = {wf.name: wf for wf in WeightFile.objects.filter(variant=variant)}
+    layout_warnings: list[str] = []
+    layouts = {source.name: _weights_layout(source, layout_warnings) for source in sources}
+    lost = [name for name, layout in layouts.items() if layout is None and existing.get(name) and existing[name].layout]
+    if lost:
+        # Publishing it anyway would send every recipient's link the unmarked file.
+        raise WeightsPublishError(
+            f"{', '.join(lost)} cannot be read as a torch.save checkpoint now, but were published with "
+            "fingerprints before: check the source files; nothing was changed. " + " ".join(layout_warnings)
+        )
 
     published = [
         _file_publish(
@@ -246,9 +261,8 @@ def weights_publish(
         storage=storage.name,
         files=published,
         weight_files=[],
-        warnings=_source_checklist_warnings(source_dir, published),
+        warnings=_source_checklist_warnings(source_dir, published) + layout_warnings,
     )
-    layouts = {source.name: _weights_layout(source, result.warnings) for source in sources}
 
     stale_keys = []
     with transaction.atomic():

@@ -28,7 +28,7 @@ def notify_download_leak_suspected(bundle_id: int) -> None:
     )
 
 
-@shared_task(name="access.weight_copy_prepare", acks_late=True, ignore_result=True)
+@shared_task(name="access.weight_copy_prepare", acks_late=True, ignore_result=True)  # fingerprints.PREPARE_TASK
 def weight_copy_prepare_task(copy_id: int) -> None:
     """Compute a recipient's marked copy's checksums (enqueued when links are created)."""
     from access.distribution.fingerprints import weight_copy_prepare

@@ -67,6 +67,7 @@ def grant_downloads(request, pk: int):
             "bundle": bundle,
             "files": files,
             "checksums_ready": bundle_checksums_ready(files),
+            "outdated": any(entry["outdated"] for entry in files),
             "any_marked": any(entry["marked"] for entry in files),
             "expired": expired,
             "suspended": suspended,
@@ -192,8 +193,17 @@ def review_fingerprints(request):
         try:
             if variant is None:
                 raise ValidationError("Choose a model whose weights are published.")
+            if variant.parameters > FINGERPRINT_PAGE_MAX_PARAMETERS:
+                raise ValidationError(
+                    f"{variant.name} is too large to identify within a page request (it holds the model twice in "
+                    f"memory): run `python manage.py fingerprint_identify --variant {variant.slug} --suspect PATH` "
+                    "on a machine with the weights."
+                )
             path = _suspect_path(form["suspect"])
-            result = fingerprint_identify(variant=variant, suspect=path, actor=request.user, request=request)
+            result = fingerprint_identify(
+                variant=variant, suspect=path, actor=request.user, request=request,
+                confine_to=Path(settings.FINGERPRINT_SUSPECT_DIR).resolve(),
+            )  # fmt: skip
         except ValidationError as exc:
             error = " ".join(exc.messages)
         except IdentifyError as exc:
@@ -225,3 +235,4 @@ def review_fingerprints(request):
 
 
 FINGERPRINT_SHOWN = 20
+FINGERPRINT_PAGE_MAX_PARAMETERS = 1_500_000_000  # larger models: the command, on a machine sized for them

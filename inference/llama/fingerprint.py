@@ -183,16 +183,24 @@ class Evidence:
         return cls(u=np.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0))
 
 
+def _key_sums(item: Evidence, key: bytes) -> tuple[float, float]:
+    """sum(u * s) and sum(u^2) over the weights of the pages the key marked."""
+    total, norm = 0.0, 0.0
+    philox_key = int.from_bytes(key[:16], "little")
+    for page in np.flatnonzero(pages_marked(key, pages_count(len(item.u)))):
+        u = item.u[page * PAGE : (page + 1) * PAGE]
+        total += float(u @ _page_signs(philox_key, int(page))[: len(u)])
+        norm += float(u @ u)
+    return total, norm
+
+
 def z_score(evidence: list[tuple[Evidence, bytes]]) -> float:
     """z of one recipient over several tensors: each tensor's evidence with that recipient's key,
     over the weights of the pages the key marked."""
     total, norm = 0.0, 0.0
     for item, key in evidence:
-        philox_key = int.from_bytes(key[:16], "little")
-        for page in np.flatnonzero(pages_marked(key, pages_count(len(item.u)))):
-            u = item.u[page * PAGE : (page + 1) * PAGE]
-            total += float(u @ _page_signs(philox_key, int(page))[: len(u)])
-            norm += float(u @ u)
+        item_total, item_norm = _key_sums(item, key)
+        total, norm = total + item_total, norm + item_norm
     return float(total / np.sqrt(norm)) if norm > 0 else 0.0
 
 
@@ -240,7 +248,10 @@ def identify(
     """Score a suspect state dict against every candidate: ``keys`` maps a candidate (a grant) to
     the key of each tensor of its copy (None: that tensor was not marked). Tensors are compared
     where the suspect has one of the same name and number of elements; the original's are float16."""
-    evidence = {}
+    # Tensor by tensor, each candidate's sums gathered and the tensor's evidence dropped: memory
+    # stays at one tensor's, whatever the model's size.
+    sums = {candidate: [0.0, 0.0] for candidate in keys}
+    compared = 0
     for name, weights in original.items():
         other = suspect.get(name)
         if other is None or np.size(other) != np.size(weights) or np.asarray(weights).dtype != np.float16:
@@ -249,16 +260,22 @@ def identify(
             continue
         other = np.asarray(other, dtype=np.float64).reshape(np.shape(weights))
         t = template(weights)  # once per tensor, for the noise estimate and the statistic
-        evidence[name] = Evidence.from_suspect(weights, other, noise_estimate(weights, other, t), t)
-    candidates = []
-    for candidate, key_of in keys.items():
-        pairs = [(item, key) for name, item in evidence.items() if (key := key_of(name)) is not None]
-        candidates.append((candidate, z_score(pairs)))
+        item = Evidence.from_suspect(weights, other, noise_estimate(weights, other, t), t)
+        compared += 1
+        for candidate, key_of in keys.items():
+            if (key := key_of(name)) is not None:
+                total, norm = _key_sums(item, key)
+                sums[candidate][0] += total
+                sums[candidate][1] += norm
+        del item, other, t
+    candidates = [
+        (candidate, float(total / np.sqrt(norm)) if norm > 0 else 0.0) for candidate, (total, norm) in sums.items()
+    ]
     candidates.sort(key=lambda pair: pair[1], reverse=True)
     return Identification(
         candidates=candidates,
         threshold=threshold,
         accused=[candidate for candidate, z in candidates if z >= threshold],
         false_positive_bound=false_accusation_bound(threshold, max(1, len(candidates))),
-        tensors_compared=len(evidence),
+        tensors_compared=compared,
     )

@@ -286,6 +286,11 @@ def _local_reader(path: Path) -> Callable[[int, int], bytes]:
     return read
 
 
+def layout_markable(layout: Layout) -> bool:
+    """Whether a recipient's copy of this file carries marks: it holds a float16 weight matrix."""
+    return any(span.dtype == "float16" and fingerprint.tensor_marked(span.name, span.shape) for span in layout.tensors)
+
+
 class MarkedFile:
     """A recipient's copy of a torch.save file: in each float16 tensor that ``key_of(tensor name)``
     gives a key (None leaves a tensor alone), the pages that key marks; every other byte the
@@ -305,11 +310,16 @@ class MarkedFile:
         self.layout = layout
         self._read = source if callable(source) else _local_reader(Path(source))
         patches = []
+        taken: dict[str, list[tuple[int, int]]] = {}  # each entry's byte ranges already marked
         for span in layout.tensors:
             if span.dtype != "float16" or not fingerprint.tensor_marked(span.name, span.shape):
                 continue
+            first_byte, last_byte = span.byte_range
+            if any(first_byte < stop and start < last_byte for start, stop in taken.get(span.entry, ())):
+                continue  # shares its storage with a tensor already marked (tied weights, a view)
             if (key := key_of(span.name)) is None:
                 continue
+            taken.setdefault(span.entry, []).append((first_byte, last_byte))
             entry = layout.entries[span.entry]
             base = entry.data_offset + span.byte_range[0]
             for page in np.flatnonzero(fingerprint.pages_marked(key, fingerprint.pages_count(span.numel))):

@@ -54,6 +54,7 @@ class GatewayLink:
     copy_id: int | None  # the grant's marked copy this link sends; None: the file as published
     copy_key_id: str | None
     copy_crcs: dict | None  # the copy's CRCs, once computed (None when they are of an older file version)
+    copy_current: bool  # the copy was made from the file as published now
     license_id: int | None  # the family's license in force at ``now``
     license_accepted: bool  # by the grant's holder
     network_seen: bool  # a request from this network, for this grant, got through the leak rule within its window
@@ -109,6 +110,7 @@ def gateway_link_sql() -> str:
                g.{g_status} AS grant_status, g.{g_expires} AS grant_expires_at, g.{g_user} AS user_id,
                v.{v_name} AS variant_name, c.{c_id} AS copy_id, c.{c_key} AS copy_key_id,
                CASE WHEN c.{c_sha} = f.{f_sha} THEN c.{c_crcs} END AS copy_crcs,
+               c.{c_sha} = f.{f_sha} AS copy_current,
                (SELECT lv.{lv_id} FROM {license_version} lv
                  WHERE lv.{lv_family} = v.{v_family} AND lv.{lv_effective} <= %s
                  ORDER BY lv.{lv_effective} DESC, lv.{lv_id} DESC LIMIT 1) AS license_id,
@@ -152,7 +154,8 @@ def gateway_link_load(public_id: str, *, network: str, now: dt.datetime) -> Gate
 def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
     (link_id, max_downloads, used, bytes_reserved, file_id, file_name, file_size, file_sha256, storage_key, bundle_id,
      bundle_expires_at, retired_at, suspended_at, grant_id, grant_status, grant_expires_at, user_id,
-     variant_name, copy_id, copy_key_id, copy_crcs, license_id, network_seen, license_accepted) = row  # fmt: skip
+     variant_name, copy_id, copy_key_id, copy_crcs, copy_current, license_id, network_seen,
+     license_accepted) = row  # fmt: skip
     if isinstance(copy_crcs, str):  # SQLite gives JSON as text
         copy_crcs = json.loads(copy_crcs)
     return GatewayLink(
@@ -177,6 +180,7 @@ def gateway_link_from_row(row, now: dt.datetime) -> GatewayLink:
         copy_id=copy_id,
         copy_key_id=copy_key_id,
         copy_crcs=copy_crcs,
+        copy_current=bool(copy_current),
         license_id=license_id,
         license_accepted=bool(license_accepted),
         network_seen=bool(network_seen),

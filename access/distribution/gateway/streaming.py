@@ -175,10 +175,9 @@ class MarkedStream:
         self._started = True
         if self._sock is not None and self._local_path is not None:
             yield b""  # gunicorn sends the headers with the first item; the body goes out below
-            try:
-                self._send_direct()
-            except OSError:  # the client went away: bytes_sent says how far it got
-                return
+            # An OSError (the client went away, a read failed) goes on to gunicorn, which closes the
+            # connection rather than keep it alive after a short body; bytes_sent says how far it got.
+            self._send_direct()
             return
         at = self._first
         while at < self._stop:
@@ -193,8 +192,8 @@ class MarkedStream:
     def _send_direct(self) -> None:
         # os.sendfile itself on a blocking socket (gunicorn's are): socket.sendfile sets up a
         # selector on every call, which costs more than a run between two marked pages.
-        blocking = self._sock.gettimeout() is None
         out = self._sock.fileno()
+        blocking = os.get_blocking(out)
         with open(self._local_path, "rb") as raw:
             source = raw.fileno()
 

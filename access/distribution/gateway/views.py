@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shlex
+import ssl
 import time
 from urllib.parse import quote
 
@@ -89,6 +90,12 @@ STORAGE_ERROR = rules.DownloadOutcome(
 
 
 CHECKSUMS_PREPARING = rules.DownloadOutcome("checksums_preparing", 503)
+COPY_OUTDATED = rules.DownloadOutcome(
+    "copy_outdated",
+    410,
+    "This file was updated after your links were made. Create new links on {grants}: they send the new "
+    "version. Your download was not counted.",
+)
 
 
 TOO_MANY_UNKNOWN = rules.DownloadOutcome(
@@ -190,6 +197,10 @@ def _serve(
         if made is not None:
             return _serve_made(request, link, made, byte_range, take)
         if link.copy_id is not None:
+            # A marked link never falls back to the file as published: no copy, no bytes.
+            if not link.copy_current:
+                outcome, _, _ = take(served=SERVED, failure=COPY_OUTDATED)
+                return _plain(outcome.status, outcome.message, request)
             try:
                 marked = fingerprints.copy_marked_file(
                     grant_id=link.grant_id, key_id=link.copy_key_id, file_id=link.file_id, file_name=link.file_name,
@@ -197,10 +208,12 @@ def _serve(
                 )  # fmt: skip
             except LookupError:  # its master key was dropped from FINGERPRINT_KEYS
                 logger.exception("gateway: cannot make copy %s of %s", link.copy_id, link.file_name)
+                marked = None
+            if marked is None:
+                logger.error("gateway: copy %s of %s cannot be made; refusing it", link.copy_id, link.file_name)
                 outcome, _, _ = take(served=SERVED, failure=STORAGE_ERROR)
                 return _plain(outcome.status, outcome.message, request)
-            if marked is not None:
-                return _serve_marked(request, link, storage, marked, byte_range, take)
+            return _serve_marked(request, link, storage, marked, byte_range, take)
         if storage.name != "s3" or request.method == "HEAD":
             # A HEAD is answered here, whatever the storage: a presigned GET in answer to a HEAD
             # would be a whole copy that no GET paid for.
@@ -265,7 +278,11 @@ def _serve_marked(request, link, storage, marked, byte_range, take) -> HttpRespo
     def closed(stream: MarkedStream) -> None:
         take.stream_ended(planned=length, sent=stream.bytes_sent, event_id=event_id)
 
-    sock = cork(request) if local_path is not None else None
+    # Written to the client socket directly only where gunicorn hands over a plain TCP socket: a
+    # TLS one (gunicorn's --certfile) would get plaintext past its encryption.
+    raw_socket = request.META.get("gunicorn.socket")
+    direct = local_path is not None and raw_socket is not None and not isinstance(raw_socket, ssl.SSLSocket)
+    sock = cork(request) if direct else None
     stream = MarkedStream(
         marked, first, last + 1, closed, sock=sock, local_path=local_path if sock is not None else None,
         window=MARKED_WINDOW_BYTES.get(storage.name, 1 << 20),
@@ -408,7 +425,7 @@ def file_download(request, token: str, name: str):
             except fingerprints.ChecksumsPreparing as exc:
                 take.give_back(CHECKSUMS_PREPARING)
                 return _preparing(request, exc)
-        if (link.copy_id is not None or made is not None) and served is not SERVED:
+        if ((link.copy_id is not None and link.copy_current) or made is not None) and served is not SERVED:
             # Logged as the storage would have sent it; the portal sends this copy itself.
             events.download_event_served_by_portal(taken_event_id, link.file_size)
         return _serve(request, link, storage, None, take, made=made)
