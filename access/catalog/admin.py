@@ -61,13 +61,24 @@ class ModelVariantAdmin(AuditedModelAdmin):
     form = ModelVariantAdminForm
     list_display = [
         "name", "slug", "family", "parameters", "training_tokens", "approvals_required",
-        "auto_reject_embargoed", "sandbox", "is_listed",
+        "auto_reject_embargoed", "sandbox", "fingerprint", "is_listed",
     ]  # fmt: skip
-    list_filter = ["family", "sandbox", "is_listed", "approvals_required", "auto_reject_embargoed"]
+    list_filter = ["family", "sandbox", "fingerprint", "is_listed", "approvals_required", "auto_reject_embargoed"]
     search_fields = ["name", "slug"]
     fieldsets = [
         (None, {"fields": ["family", "slug", "name", "parameters", "training_tokens", "model_card"]}),
         ("Listing", {"fields": ["is_listed", "position", "sandbox"]}),
+        (
+            "Downloads",
+            {
+                "fields": ["fingerprint"],
+                "description": (
+                    "Links made while this is on send each researcher their own marked copy of the weight shards "
+                    "(see the README's Fingerprints section); links made after turning it off send the files as "
+                    "published."
+                ),
+            },
+        ),
         (
             "Review policy",
             {

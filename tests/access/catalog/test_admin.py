@@ -18,6 +18,7 @@ def _variant_form(variant: ModelVariant, **overrides) -> dict:
         "training_tokens": variant.training_tokens,
         "model_card": variant.model_card,
         "sandbox": "on" if variant.sandbox else None,
+        "fingerprint": "on" if variant.fingerprint else None,
         "is_listed": "on",
         "position": variant.position,
         "approvals_required": variant.approvals_required,
@@ -84,3 +85,19 @@ def test_the_variant_admin_refuses_an_allow_list_on_a_two_person_variant(admin_u
     assert "never applies to a model that needs two approvals" in response.content.decode()
     variant.refresh_from_db()
     assert variant.auto_approve_email_domains == []
+
+
+def test_an_admin_turns_fingerprints_off_for_a_variant_and_it_is_audited(admin_user_client, llama_catalog):
+    variant = ModelVariant.objects.get(slug="llama-7b")
+    assert variant.fingerprint  # on by default
+    url = f"/admin/access/modelvariant/{variant.pk}/change/"
+    page = admin_user_client.get(url).content.decode()
+    assert 'name="fingerprint"' in page and "own marked copy" in page
+
+    response = admin_user_client.post(url, _variant_form(variant, fingerprint=None))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    variant.refresh_from_db()
+    assert variant.fingerprint is False
+    event = AuditEvent.objects.filter(action="catalog.variant.changed").get()
+    assert "fingerprint" in event.details["fields"]
