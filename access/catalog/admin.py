@@ -71,7 +71,7 @@ class ModelVariantAdmin(AuditedModelAdmin):
         (
             "Downloads",
             {
-                "fields": ["fingerprint"],
+                "fields": ["fingerprint", "meta_folder"],
                 "description": (
                     "Links made while this is on send each researcher their own marked copy of the weight shards "
                     "(see the README's Fingerprints section); links made after turning it off send the files as "

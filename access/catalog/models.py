@@ -57,6 +57,11 @@ class ModelVariant(models.Model):
     auto_reject_embargoed = models.BooleanField(
         default=False, help_text="Reject requests from countries on the embargo list by policy."
     )
+    meta_folder = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="The folder Meta's download.sh fetches this size into (7B, 13B, 30B, 65B); empty: the slug.",
+    )
     fingerprint = models.BooleanField(
         default=True,
         help_text=(

@@ -32,6 +32,9 @@ LLAMA_VARIANTS = [
     ("llama-65b", "65B", 65_286_012_928, 1_400_000_000_000, 8192, 64, 80, "1.5e-4", 8, 2, False),
 ]
 
+# The folders Meta's February 2023 download.sh fetches each size into: it called the 33B model "30B".
+META_FOLDERS = {"7B": "7B", "13B": "13B", "33B": "30B", "65B": "65B"}
+
 
 def llama_parameter_count(*, dim: int, n_layers: int, vocab_size: int, multiple_of: int, **_) -> int:
     hidden = int(2 * (4 * dim) / 3)
@@ -89,6 +92,7 @@ def catalog_seed_llama(*, actor=None) -> ModelFamily:
             model_card=card,
             sandbox=sandbox,
             approvals_required=approvals,
+            meta_folder=META_FOLDERS[size],
             # Export rules apply to the real weights; the tiny demo below stays open to try the flow.
             auto_reject_embargoed=True,
             position=position,
@@ -113,6 +117,7 @@ def catalog_seed_llama(*, actor=None) -> ModelFamily:
         ),
         sandbox=True,
         approvals_required=1,
+        meta_folder="tiny",
         position=len(LLAMA_VARIANTS),
         actor=actor,
     )

@@ -25,7 +25,12 @@ from access.distribution.bundles import (
     unusable_grant_message,
 )
 from access.distribution.models import DownloadBundle
-from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
+from access.distribution.tokens import (
+    bundle_manifest_path,
+    bundle_script_path,
+    bundle_wildcard_path,
+    download_absolute_url,
+)
 from access.grants.models import GrantStatus
 from access.grants.selectors import grant_get_for_holder
 from portal.api.errors import ApiError
@@ -67,6 +72,10 @@ class DownloadBundleSerializer(serializers.Serializer):
     files = DownloadFileSerializer(many=True)
     download_sh = serializers.URLField(help_text="POSIX shell script that downloads, resumes and verifies every file.")
     manifest = serializers.URLField(help_text="The same links and checksums as JSON.")
+    wildcard_url = serializers.CharField(
+        help_text="For Meta's own download.sh (PRESIGNED_URL): one '*' that the script replaces with each path, "
+        "tokenizer.model, tokenizer_checklist.chk and <FOLDER>/consolidated.NN.pth, params.json, checklist.chk."
+    )
 
 
 def _bundle_body(bundle: DownloadBundle, request) -> dict:
@@ -79,6 +88,7 @@ def _bundle_body(bundle: DownloadBundle, request) -> dict:
             "files": files,
             "download_sh": download_absolute_url(bundle_script_path(bundle), request),
             "manifest": download_absolute_url(bundle_manifest_path(bundle), request),
+            "wildcard_url": download_absolute_url(bundle_wildcard_path(bundle), request),
         }
     ).data
 

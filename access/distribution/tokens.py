@@ -70,6 +70,11 @@ def bundle_manifest_path(bundle: DownloadBundle) -> str:
     return reverse("download-manifest", args=[bundle_token(bundle)])
 
 
+def bundle_wildcard_path(bundle: DownloadBundle) -> str:
+    """The bundle's URL for Meta's download.sh: one "*" for the script to put each path in."""
+    return reverse("download-wildcard", args=[bundle_token(bundle), "*"])
+
+
 def download_absolute_url(path: str, request=None) -> str:
     """The URL as the client reached us when there is a request, else from PORTAL_BASE_URL."""
     return request.build_absolute_uri(path) if request is not None else absolute_url(path)

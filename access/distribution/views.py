@@ -33,7 +33,12 @@ from access.distribution.bundles import (
 from access.distribution.identify import IdentifyError, fingerprint_identify
 from access.distribution.models import DownloadBundle
 from access.distribution.selectors import bundles_for_grant, download_events_for_grant, weights_published
-from access.distribution.tokens import bundle_manifest_path, bundle_script_path, download_absolute_url
+from access.distribution.tokens import (
+    bundle_manifest_path,
+    bundle_script_path,
+    bundle_wildcard_path,
+    download_absolute_url,
+)
 from access.grants.models import Grant, GrantStatus
 from access.grants.selectors import grant_get_for_holder, grant_get_for_manager, grant_manager_required
 from access.review.permissions import reviewer_page
@@ -80,6 +85,8 @@ def grant_downloads(request, pk: int):
             "one_liner_curl": f"curl -fsSL {_single_quoted(script_url)} | sh" if links_work else "",
             "one_liner_wget": f"wget -qO- {_single_quoted(script_url)} | sh" if links_work else "",
             "manifest_url": download_absolute_url(bundle_manifest_path(bundle), request) if links_work else "",
+            "wildcard_url": download_absolute_url(bundle_wildcard_path(bundle), request) if links_work else "",
+            "meta_folder": grant.variant.meta_folder or grant.variant.slug,
             "ttl_hours": settings.DOWNLOAD_LINK_TTL_HOURS,
             "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
         },

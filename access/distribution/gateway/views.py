@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import ssl
 import time
@@ -391,13 +392,17 @@ def _serve_local(request, link, storage, byte_range, take) -> HttpResponse:
 @browserless
 @csrf_exempt
 def file_download(request, token: str, name: str):
+    # A NUL cannot be in a file name, and PostgreSQL refuses it in text: such a name simply
+    # matches no file.
+    return _link_request(request, tokens.link_public_id(token), name.replace("\x00", "\ufffd"))
+
+
+def _link_request(request, public_id: str | None, name: str) -> HttpResponse:
+    """A request for one link's file (public_id None: not a link), decided, counted, logged and
+    served: every way to a file (/dl/, the wildcard URL) comes through here."""
     ip = request_client_ip(request)
     network = events.client_network(ip)
     now = timezone.now()
-    # A NUL cannot be in a file name, and PostgreSQL refuses it in text: such a name simply
-    # matches no file.
-    name = name.replace("\x00", "\ufffd")
-    public_id = tokens.link_public_id(token)
     storage = weight_storage()
     taken_event_id = None
     if public_id is None:
@@ -516,7 +521,12 @@ def _redirect_to_storage(request, link, storage, range_header: str | None, take)
 
 def _bundle_request(request, token: str):
     """The bundle of a script or manifest request, or the error response to send."""
-    bundle = tokens.bundle_from_token(token)
+    return _bundle_checked(request, tokens.bundle_from_token(token))
+
+
+def _bundle_checked(request, bundle):
+    """The bundle if the rules let this request use it (method, leak rule, bundle state), or the
+    error response to send."""
     if request.method not in ("GET", "HEAD"):
         return None, _refuse(request, METHOD_NOT_ALLOWED, bundle=bundle)
     if bundle is not None:
@@ -583,4 +593,76 @@ def bundle_manifest(request, token: str):
     events.download_event_record(request=request, status_code=200, outcome="manifest", bundle=bundle)
     response = HttpResponse(json.dumps(manifest, indent=2) + "\n", content_type="application/json")
     response["Content-Disposition"] = 'inline; filename="manifest.json"'
+    return _no_store(response)
+
+
+# --- Meta's download.sh: one URL with a "*" --------------------------------------------------
+
+TOKENIZER = "tokenizer.model"
+TOKENIZER_CHECKLIST = "tokenizer_checklist.chk"
+WILDCARD_FILES = re.compile(r"consolidated\.\d{2}\.pth|params\.json|checklist\.chk")
+
+
+@browserless
+@csrf_exempt
+def wildcard_download(request, token: str, path: str):
+    """``/dl/w/<token>/<path>``: the bundle's files under the paths Meta's February 2023 download.sh
+    puts in place of the ``*`` of its URL: ``tokenizer.model``, ``tokenizer_checklist.chk`` and
+    ``<FOLDER>/consolidated.NN.pth``, ``<FOLDER>/params.json``, ``<FOLDER>/checklist.chk``. Each file
+    goes through the same checks, counting and log as its own link."""
+    bundle = tokens.bundle_from_token(token)
+    if bundle is None:
+        ip = request_client_ip(request)
+        return _refuse_unknown(request, ip, events.client_network(ip))
+    path = path.replace("\x00", "\ufffd")
+    variant = bundle.grant.variant
+    folder = variant.meta_folder or variant.slug
+    if path == TOKENIZER_CHECKLIST:
+        return _folder_checklist(request, bundle, only={TOKENIZER}, name=TOKENIZER_CHECKLIST)
+    if path == TOKENIZER:
+        name = TOKENIZER
+    else:
+        head, _, name = path.partition("/")
+        if head != folder or not WILDCARD_FILES.fullmatch(name):
+            return _refuse(request, _wildcard_unknown_path(folder), bundle=bundle)
+        if name == fingerprints.CHECKLIST:
+            # Meta's folder of a size holds its shards and params.json; the tokenizer sits above it.
+            return _folder_checklist(request, bundle, exclude={TOKENIZER}, name=fingerprints.CHECKLIST)
+    public_id = bundle.links.filter(file__name=name).values_list("public_id", flat=True).first()
+    if public_id is None:
+        return _refuse(request, _wildcard_unknown_path(folder), bundle=bundle)
+    return _link_request(request, public_id, name)
+
+
+def _wildcard_unknown_path(folder: str) -> rules.DownloadOutcome:
+    return rules.DownloadOutcome(
+        "wrong_name",
+        404,
+        f"This URL serves tokenizer.model, tokenizer_checklist.chk and {folder}/consolidated.NN.pth, "
+        f"{folder}/params.json and {folder}/checklist.chk: in Meta's download.sh set MODEL_SIZE=\"{folder}\".",
+    )
+
+
+def _folder_checklist(request, bundle, *, name: str, only: set[str] | None = None, exclude=frozenset()):
+    """A checklist in md5sum format of some of the bundle's files (their recipient's own md5s), as
+    Meta's script expects beside them: tokenizer_checklist.chk, or a size folder's checklist.chk.
+    Counts nothing: it holds no weights."""
+    bundle, refusal = _bundle_checked(request, bundle)
+    if refusal is not None:
+        return refusal
+    try:
+        manifest = bundles.bundle_manifest(bundle, request)
+    except fingerprints.ChecksumsPreparing as exc:
+        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
+        return _preparing(request, exc)
+    entries = [
+        entry for entry in manifest["files"]
+        if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude
+        and (only is None or entry["name"] in only)
+    ]  # fmt: skip
+    body = "".join(f"{entry['md5']}  {entry['name']}\n" for entry in entries).encode()
+    events.download_event_record(request=request, status_code=200, outcome="checklist", bundle=bundle)
+    response = HttpResponse(b"" if request.method == "HEAD" else body, content_type="application/octet-stream")
+    response["Content-Length"] = str(len(body))
+    response["Content-Disposition"] = content_disposition(name)
     return _no_store(response)

@@ -19,7 +19,7 @@ from access.grants.services import grant_create, grant_revoke
 from tests.access.distribution.served import served_sha256
 
 # docs/api.md: exactly what POST /api/v1/grants/{id}/download-links answers.
-BUNDLE_FIELDS = {"bundle", "expires_at", "checksums_ready", "files", "download_sh", "manifest"}
+BUNDLE_FIELDS = {"bundle", "expires_at", "checksums_ready", "files", "download_sh", "manifest", "wildcard_url"}
 FILE_FIELDS = {"name", "size", "sha256", "md5", "url", "downloads_left", "bytes_left", "marked"}
 
 
@@ -49,6 +49,7 @@ def test_creating_links_answers_with_one_working_link_per_published_file(
     published = {wf.name: wf for wf in weight_files}
     assert sorted(entry["name"] for entry in body["files"]) == sorted(published)
     assert body["checksums_ready"] is True  # a model this small: computed while the links were made
+    assert body["wildcard_url"].startswith("http://testserver/dl/w/") and body["wildcard_url"].endswith("/*")
     links = {link.file.name: link for link in DownloadBundle.objects.get(grant=grant).links.select_related("file")}
     for entry in body["files"]:
         # The checksums are of the caller's own bytes: shards carry their fingerprint, and the

@@ -19,7 +19,7 @@ from access.audit.models import AuditEvent
 from access.catalog.models import ModelVariant
 from access.distribution.bundles import bundle_create, bundle_current, bundle_suspend
 from access.distribution.models import DownloadBundle, DownloadEvent
-from access.distribution.tokens import bundle_manifest_path, bundle_script_path, link_path
+from access.distribution.tokens import bundle_manifest_path, bundle_script_path, bundle_wildcard_path, link_path
 from access.grants.services import grant_create, grant_revoke
 from tests.access.distribution.served import served_sha256
 
@@ -82,6 +82,7 @@ def test_the_page_offers_links_then_shows_each_file_with_checksum_expiry_and_dow
     assert f"http://testserver{bundle_script_path(bundle)}" in page
     assert f"http://testserver{bundle_manifest_path(bundle)}" in page
     assert "sh download.sh" in page
+    assert f"http://testserver{bundle_wildcard_path(bundle)}" in page and 'MODEL_SIZE="tiny"' in page
     assert bundle.expires_at.strftime("%-d %b %Y, %H:%M") in page
     assert "Create new links" in page
     # Every link on the page downloads its file.
