@@ -117,10 +117,8 @@ def world(db, llama_catalog, local_storage, trained_checkpoint, reviewer, active
     variant = ModelVariant.objects.get(slug="llama-demo-tiny")
     assert variant.fingerprint  # on by default
     weights_publish(variant=variant, source_dir=folder)
-    grants = [
-        active_grant_make(user=UserFactory(email=f"researcher{i}@uni{i}.example.edu"), variant=variant, reviewer=reviewer)
-        for i in range(GRANTS)
-    ]
+    users = [UserFactory(email=f"researcher{i}@uni{i}.example.edu") for i in range(GRANTS)]
+    grants = [active_grant_make(user=user, variant=variant, reviewer=reviewer) for user in users]
     copies = {}
     for index in (7, 42):
         grant = grants[index]
