@@ -116,7 +116,7 @@ MIDDLEWARE = [
 ]
 
 # Where BrowserlessViewMiddleware looks for views marked @browserless.
-BROWSERLESS_PATH_PREFIXES = ("/dl/",)
+BROWSERLESS_PATH_PREFIXES = ("/dl/", "/hub/")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

@@ -20,6 +20,7 @@ api_v1 = [
 urlpatterns = [
     # First: download links are the busiest URLs, and the resolver tries patterns in order.
     path("dl/", include("access.distribution.gateway.urls")),
+    path("hub/", include("access.distribution.hub_urls")),
     path("", include("access.catalog.urls")),
     path("", include("access.requests.urls")),
     # Before the grants' pages: their review/grants/<pk>/<action>/ would take the download log's path.

@@ -140,6 +140,18 @@ def _bundle_rate_check(grant: Grant) -> None:
     )
 
 
+@transaction.atomic
+def bundle_live_or_create(*, grant: Grant, user, request=None) -> DownloadBundle:
+    """The grant's live bundle, or a new one when there is none (the hub endpoint's downloads
+    count against it). Under the grant's lock, so parallel first requests (snapshot_download
+    fetches eight files at once) make one bundle, not eight that retire each other."""
+    Grant.objects.select_for_update().filter(pk=grant.pk).first()
+    bundle = bundle_current(grant)
+    if bundle is not None and bundle.expires_at > timezone.now():
+        return bundle
+    return bundle_create(grant=grant, user=user, request=request)
+
+
 def bundle_current(grant: Grant) -> DownloadBundle | None:
     """The grant's live (not retired) bundle, if any."""
     return DownloadBundle.objects.filter(grant=grant, retired_at__isnull=True).order_by("-created_at", "-id").first()

@@ -44,6 +44,7 @@ class IdentifyResult:
     false_positive_bound: float
     tensors_compared: int
     exact_copy_of: list[dict] = field(default_factory=list)  # {"grant", "user", "file"}: sha256 matches
+    keys_missing: list[str] = field(default_factory=list)  # copies marked with these were not scored
 
     def as_json(self) -> dict:
         return {
@@ -54,6 +55,7 @@ class IdentifyResult:
             "false_positive_bound": self.false_positive_bound,
             "tensors_compared": self.tensors_compared,
             "exact_copy_of": self.exact_copy_of,
+            "keys_missing": self.keys_missing,
         }
 
 
@@ -92,7 +94,9 @@ def _exact_copies(paths: list[Path], variant: ModelVariant) -> list[dict]:
         if digest in published or len({copy.grant_id for copy in copies}) != 1:
             continue
         for copy in copies:
-            found.append({"grant": copy.grant_id, "user": copy.grant.user.email, "file": copy.file.name})
+            entry = {"grant": copy.grant_id, "user": copy.grant.user.email, "file": copy.file.name}
+            if entry not in found:  # one grant's copies of a file under two key ids can be the same bytes
+                found.append(entry)
     return found
 
 
@@ -125,9 +129,12 @@ def _n_heads(variant: ModelVariant) -> int:
         raise IdentifyError(f"{variant.slug}'s params.json gives no n_heads: {exc}") from exc
 
 
-def _candidates(variant: ModelVariant, files: list[WeightFile]) -> dict[str, tuple[Grant, Callable[[str], bytes]]]:
+def _candidates(
+    variant: ModelVariant, files: list[WeightFile], missing: set[str]
+) -> dict[str, tuple[Grant, Callable[[str], bytes]]]:
     """Every grant ever issued for the variant, once per master key its copies were marked with
-    (the current key for a grant that never downloaded)."""
+    (the current key for a grant that never downloaded); ids of keys no longer in
+    FINGERPRINT_KEYS are added to ``missing``."""
     key_ids: dict[int, set[str]] = {}
     for grant_id, key_id in WeightCopy.objects.filter(file__in=files).values_list("grant_id", "key_id").distinct():
         key_ids.setdefault(grant_id, set()).add(key_id)
@@ -136,8 +143,9 @@ def _candidates(variant: ModelVariant, files: list[WeightFile]) -> dict[str, tup
         for key_id in sorted(key_ids.get(grant.pk, {fingerprint_key_current()})):
             try:
                 master = fingerprint_master_key(key_id)
-            except LookupError as exc:
-                raise IdentifyError(str(exc)) from exc
+            except LookupError:
+                missing.add(key_id)  # said in the result: those copies cannot be scored
+                continue
             recipient = recipient_label(grant.pk)
 
             def key_of(name: str, master=master, recipient=recipient) -> bytes:
@@ -184,7 +192,8 @@ def fingerprint_identify(
             raise IdentifyError(
                 f"{path} has no tensor of {variant.slug}'s shapes: is it a copy of another model or size?"
             )
-        candidates = _candidates(variant, shards)
+        missing: set[str] = set()
+        candidates = _candidates(variant, shards, missing)
         found = fingerprint.identify(
             original, faced, {label: key_of for label, (_, key_of) in candidates.items()}, threshold=THRESHOLD
         )
@@ -202,6 +211,7 @@ def fingerprint_identify(
         false_positive_bound=found.false_positive_bound,
         tensors_compared=found.tensors_compared,
         exact_copy_of=exact,
+        keys_missing=sorted(missing),
     )
     with transaction.atomic():
         audit_event_record(
@@ -216,6 +226,7 @@ def fingerprint_identify(
                 "top": ranked[:3],
                 "candidates": len(ranked),
                 "tensors_compared": result.tensors_compared,
+                "keys_missing": result.keys_missing,
             },
         )
     return result

@@ -91,6 +91,12 @@ STORAGE_ERROR = rules.DownloadOutcome(
 
 
 CHECKSUMS_PREPARING = rules.DownloadOutcome("checksums_preparing", 503)
+COPY_KEY_RETIRED = rules.DownloadOutcome(
+    "copy_key_retired",
+    410,
+    "These links were made for a copy this portal no longer makes. Create new links on {grants}. "
+    "Your download was not counted.",
+)
 COPY_OUTDATED = rules.DownloadOutcome(
     "copy_outdated",
     410,
@@ -209,7 +215,8 @@ def _serve(
                 )  # fmt: skip
             except LookupError:  # its master key was dropped from FINGERPRINT_KEYS
                 logger.exception("gateway: cannot make copy %s of %s", link.copy_id, link.file_name)
-                marked = None
+                outcome, _, _ = take(served=SERVED, failure=COPY_KEY_RETIRED)
+                return _plain(outcome.status, outcome.message, request)
             if marked is None:
                 logger.error("gateway: copy %s of %s cannot be made; refusing it", link.copy_id, link.file_name)
                 outcome, _, _ = take(served=SERVED, failure=STORAGE_ERROR)

@@ -42,6 +42,11 @@ class Command(BaseCommand):
         if len(result.candidates) > SHOWN:
             lines.append(f"... and {len(result.candidates) - SHOWN} more grants, all lower")
         self.stdout.write("\n".join(lines))
+        if result.keys_missing:
+            self.stderr.write(self.style.WARNING(
+                f"Copies marked with keys no longer in FINGERPRINT_KEYS ({', '.join(result.keys_missing)}) were not "
+                "scored: list those keys again (after the current one) to score them."
+            ))  # fmt: skip
         for entry in result.exact_copy_of:
             self.stdout.write(f"{entry['file']} is byte for byte grant {entry['grant']}'s copy ({entry['user']}).")
         bound = f"{result.false_positive_bound:.1e}"

@@ -825,11 +825,14 @@ def test_while_a_copys_checksums_are_prepared_its_files_download_and_the_rest_wa
     assert f"{WeightCopy.objects.get(pk=shard.copy_id).md5}  consolidated.00.pth" in checklist.decode()
 
 
-def test_a_copy_whose_master_key_was_dropped_is_refused_with_503_and_not_counted(client, settings, bundle):
+def test_a_copy_whose_master_key_was_dropped_is_refused_with_410_and_not_counted(client, settings, bundle):
     shard = _link(bundle)
     settings.FINGERPRINT_KEYS = {"another": b"a" * 32}  # the copy's key is no longer listed
-    _assert_no_bytes(client.get(link_path(shard)), 503, "try again")
+    _assert_no_bytes(client.get(link_path(shard)), 410, "Create new links")
     assert _used(shard) == 0
+    # New links make a copy with the key in use, and it downloads.
+    fresh = _link(bundle_create(grant=bundle.grant, user=bundle.grant.user))
+    assert fresh.copy.key_id == "another" and client.get(link_path(fresh)).status_code == 200
 
 
 def test_ranges_of_a_marked_copy_at_random_offsets_equal_the_whole_copy(client, bundle, body_of):
