@@ -5,22 +5,10 @@ transformers is a test and benchmark dependency only; it is imported here, never
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
-import torch
-
+from inference.llama.hf_convert import hf_tokenizer_files, meta_to_hf_qk
 from inference.llama.model import Transformer
-
-
-def meta_to_hf_qk(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Reorder wq/wk output rows from Meta's rotary convention to transformers'.
-
-    Meta rotates interleaved pairs (x0, x1); transformers rotates halves (x_i, x_{i+d/2}).
-    """
-    dim = w.shape[1]
-    return w.view(n_heads, w.shape[0] // n_heads // 2, 2, dim).transpose(1, 2).reshape(w.shape[0], dim)
 
 
 def to_hf(model: Transformer, *, permute: bool = True, attn_implementation: str = "eager"):
@@ -61,16 +49,11 @@ def to_hf(model: Transformer, *, permute: bool = True, attn_implementation: str 
 
 
 def hf_tokenizer_save(tokenizer_model: str | Path, out_dir: str | Path) -> Path:
-    """LLaMA's tokenizer as a transformers folder (tokenizer.model and tokenizer_config.json, as the
-    published LLaMA conversions have them); AutoTokenizer builds its LlamaTokenizer from these."""
+    """LLaMA's tokenizer as a transformers folder (hf_convert.hf_tokenizer_files); AutoTokenizer
+    builds its LlamaTokenizer from it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(tokenizer_model, out_dir / "tokenizer.model")
-    config = {
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "add_bos_token": True, "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
-    }  # fmt: skip
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    hf_tokenizer_files(Path(tokenizer_model), out_dir)
     return out_dir
 
 

@@ -18,7 +18,7 @@ from inference.llama.checkpoint import shard_paths, shards_merge, split_dim
 from inference.llama.errors import CheckpointError
 
 _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
-_HF_TO_META = {
+HF_TO_META = {
     "self_attn.q_proj.weight": "attention.wq.weight",
     "self_attn.k_proj.weight": "attention.wk.weight",
     "self_attn.v_proj.weight": "attention.wv.weight",
@@ -29,7 +29,7 @@ _HF_TO_META = {
     "input_layernorm.weight": "attention_norm.weight",
     "post_attention_layernorm.weight": "ffn_norm.weight",
 }
-_HF_TOP = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
+HF_TOP = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
            "lm_head.weight": "output.weight"}  # fmt: skip
 
 
@@ -44,12 +44,12 @@ def from_transformers(state: dict[str, torch.Tensor], n_heads: int) -> dict[str,
     """A LlamaForCausalLM state dict under Meta's names, q/k rows in Meta's order."""
     out = {}
     for name, tensor in state.items():
-        if name in _HF_TOP:
-            out[_HF_TOP[name]] = tensor
+        if name in HF_TOP:
+            out[HF_TOP[name]] = tensor
             continue
         match = _HF_LAYER.match(name)
-        if match and match.group(2) in _HF_TO_META:
-            meta = f"layers.{match.group(1)}.{_HF_TO_META[match.group(2)]}"
+        if match and match.group(2) in HF_TO_META:
+            meta = f"layers.{match.group(1)}.{HF_TO_META[match.group(2)]}"
             if meta.endswith(("wq.weight", "wk.weight")):
                 tensor = hf_to_meta_qk(tensor, n_heads)
             out[meta] = tensor
