@@ -180,7 +180,7 @@ def bundle_files(bundle: DownloadBundle, request=None) -> list[dict]:
     ``marked``: the file carries the recipient's fingerprint)."""
     links = list(bundle.links.select_related("file", "copy").order_by("file__name"))
     try:
-        checklist = recipient_checklist(bundle.pk) if any(link.copy_id for link in links) else None
+        checklist = recipient_checklist(bundle.pk, links) if any(link.copy_id for link in links) else None
     except ChecksumsPreparing:  # CopyOutdated too
         checklist = _PREPARING
     files = []

@@ -112,8 +112,8 @@ def copy_marked_file(
     if _layout(file_id, file_sha256) is None:
         return None  # not cached: a layout may be there at the next request
     marked = _marked_file_cached(grant_id, master, file_id, file_name, file_sha256, storage_key)
-    if marked is not None and crcs and marked._crcs is None:
-        marked._crcs = {name: int(value) for name, value in crcs.items()}
+    if marked is not None and crcs:
+        marked.crcs_known(crcs)
     return marked
 
 
@@ -213,13 +213,14 @@ def bundle_has_marked_links(bundle_id: int) -> bool:
     return DownloadLink.objects.filter(bundle_id=bundle_id, copy__isnull=False).exists()
 
 
-def recipient_checklist(bundle_id: int) -> bytes | None:
+def recipient_checklist(bundle_id: int, links: list[DownloadLink] | None = None) -> bytes | None:
     """The bundle's own checklist.chk (md5sum format, as published, one line per other file) with
     each marked file's md5 the recipient's copy's; None when no link of the bundle is marked.
     Raises ChecksumsPreparing while any copy's checksums are being computed."""
-    links = list(
-        DownloadLink.objects.filter(bundle_id=bundle_id).select_related("file", "copy").order_by("file__name")
-    )
+    if links is None:  # else: the bundle's links with their files and copies, already loaded
+        links = list(
+            DownloadLink.objects.filter(bundle_id=bundle_id).select_related("file", "copy").order_by("file__name")
+        )
     if not any(link.copy_id for link in links):
         return None
     lines = []

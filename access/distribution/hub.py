@@ -187,7 +187,8 @@ def resolve(request, namespace: str, name: str, revision: str, filename: str):
     response = gateway._link_request(request, public_id, filename)
     response["X-Repo-Commit"] = repo.sha
     if response.status_code == 302 and response.has_header("Location"):
-        size = next((f.size for f in repo.files if f.name == filename), None)
-        response["X-Linked-Size"] = str(size)
-        response["X-Linked-Etag"] = f'"{next(f.sha256 for f in repo.files if f.name == filename)}"'
+        # Redirected to storage: the client reads the file's size and etag from these.
+        published = next(f for f in repo.files if f.name == filename)
+        response["X-Linked-Size"] = str(published.size)
+        response["X-Linked-Etag"] = f'"{published.sha256}"'
     return response

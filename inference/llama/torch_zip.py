@@ -374,6 +374,11 @@ class MarkedFile:
             self._crcs = crcs
         return self._crcs
 
+    def crcs_known(self, crcs: dict[str, int]) -> None:
+        """Take the copy's CRCs as recorded elsewhere, so they are not computed again."""
+        if self._crcs is None:
+            self._crcs = {name: int(value) for name, value in crcs.items()}
+
     def crcs_needed(self, start: int, stop: int) -> bool:
         """Whether bytes start .. stop include a CRC this copy changes."""
         return self._crcs is None and any(

@@ -433,7 +433,7 @@ def _link_request(request, public_id: str | None, name: str) -> HttpResponse:
         made = None
         if link.file_name == fingerprints.CHECKLIST:
             try:
-                made = _recipient_checklist(link)
+                made = fingerprints.recipient_checklist(link.bundle_id)
             except fingerprints.ChecksumsPreparing as exc:
                 take.give_back(CHECKSUMS_PREPARING)
                 return _preparing(request, exc)
@@ -467,7 +467,7 @@ def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> H
     size, etag, made = link.file_size, link.etag, None
     if link.file_name == fingerprints.CHECKLIST:
         try:
-            made = _recipient_checklist(link)
+            made = fingerprints.recipient_checklist(link.bundle_id)
         except fingerprints.ChecksumsPreparing as exc:
             counting.gateway_event_record(
                 request=request, link=link, outcome=CHECKSUMS_PREPARING, ip=ip, network=network
@@ -490,11 +490,6 @@ def _decide_and_serve(request, link, storage, ip: str | None, network: str) -> H
     length = byte_range[1] - byte_range[0] + 1 if byte_range else size
     take = _Take(request, link, ip, network, length)
     return _serve(request, link, storage, byte_range, take, range_header, made=made)
-
-
-def _recipient_checklist(link) -> bytes | None:
-    """The recipient's own checklist.chk when the bundle sends marked copies, else None."""
-    return fingerprints.recipient_checklist(link.bundle_id)
 
 
 def _preparing(request, exc: Exception) -> HttpResponse:
@@ -526,9 +521,18 @@ def _redirect_to_storage(request, link, storage, range_header: str | None, take)
     return _no_store(response)
 
 
-def _bundle_request(request, token: str):
-    """The bundle of a script or manifest request, or the error response to send."""
-    return _bundle_checked(request, tokens.bundle_from_token(token))
+def _bundle_manifest(request, bundle):
+    """(bundle, its manifest, None) when the rules let this request use the bundle and its
+    recipient's checksums are ready, else (bundle, None, the response to send): what the
+    script, the manifest and the Meta-style checklists are made from."""
+    bundle, refusal = _bundle_checked(request, bundle)
+    if refusal is not None:
+        return bundle, None, refusal
+    try:
+        return bundle, bundles.bundle_manifest(bundle, request), None
+    except fingerprints.ChecksumsPreparing as exc:
+        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
+        return bundle, None, _preparing(request, exc)
 
 
 def _bundle_checked(request, bundle):
@@ -551,14 +555,9 @@ def _shell_word(value: str) -> str:
 @browserless
 @csrf_exempt
 def bundle_script(request, token: str):
-    bundle, refusal = _bundle_request(request, token)
+    bundle, manifest, refusal = _bundle_manifest(request, tokens.bundle_from_token(token))
     if refusal is not None:
         return refusal
-    try:
-        manifest = bundles.bundle_manifest(bundle, request)
-    except fingerprints.ChecksumsPreparing as exc:
-        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
-        return _preparing(request, exc)
     context = {
         "model": _shell_word(manifest["model"]),
         # The name goes in a comment line (one line, nothing to run) and, quoted, in a variable.
@@ -589,14 +588,9 @@ def bundle_script(request, token: str):
 @browserless
 @csrf_exempt
 def bundle_manifest(request, token: str):
-    bundle, refusal = _bundle_request(request, token)
+    bundle, manifest, refusal = _bundle_manifest(request, tokens.bundle_from_token(token))
     if refusal is not None:
         return refusal
-    try:
-        manifest = bundles.bundle_manifest(bundle, request)
-    except fingerprints.ChecksumsPreparing as exc:
-        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
-        return _preparing(request, exc)
     events.download_event_record(request=request, status_code=200, outcome="manifest", bundle=bundle)
     response = HttpResponse(json.dumps(manifest, indent=2) + "\n", content_type="application/json")
     response["Content-Disposition"] = 'inline; filename="manifest.json"'
@@ -654,14 +648,9 @@ def _folder_checklist(request, bundle, *, name: str, only: set[str] | None = Non
     """A checklist in md5sum format of some of the bundle's files (their recipient's own md5s), as
     Meta's script expects beside them: tokenizer_checklist.chk, or a size folder's checklist.chk.
     Counts nothing: it holds no weights."""
-    bundle, refusal = _bundle_checked(request, bundle)
+    bundle, manifest, refusal = _bundle_manifest(request, bundle)
     if refusal is not None:
         return refusal
-    try:
-        manifest = bundles.bundle_manifest(bundle, request)
-    except fingerprints.ChecksumsPreparing as exc:
-        events.download_event_record(request=request, status_code=503, outcome=CHECKSUMS_PREPARING.name, bundle=bundle)
-        return _preparing(request, exc)
     entries = [
         entry for entry in manifest["files"]
         if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude
