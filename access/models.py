@@ -9,6 +9,7 @@ from access.distribution.models import DownloadBundle, DownloadEvent, DownloadLi
 from access.grants.models import Grant, LicenseAcceptance
 from access.requests.models import AccessRequest, RequestedVariant, RequestMessage, ScreeningFlag
 from access.review.models import RejectionTemplate, ReviewDecision, ReviewNote
+from access.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AccessRequest",
@@ -27,5 +28,8 @@ __all__ = [
     "ReviewDecision",
     "ReviewNote",
     "ScreeningFlag",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WeightFile",
 ]

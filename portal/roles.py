@@ -51,6 +51,14 @@ _ADMIN_PERMISSIONS = _REVIEWER_PERMISSIONS + [
     # Sandbox jobs and quotas are read-only in the admin: reviewers set quotas on the review pages.
     "inference.view_sandboxjob",
     "inference.view_sandboxquota",
+    # Webhooks: endpoints are set up here; the delivery log is read-only but for redelivery.
+    "access.view_webhookendpoint",
+    "access.add_webhookendpoint",
+    "access.change_webhookendpoint",
+    "access.delete_webhookendpoint",
+    "access.view_webhookdelivery",
+    "access.change_webhookdelivery",
+    "access.view_webhookattempt",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     RESEARCHER: [],

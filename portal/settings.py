@@ -585,12 +585,20 @@ GRANT_EXPIRY_REMINDER_DAYS = env.int("GRANT_EXPIRY_REMINDER_DAYS", default=14)
 # The furthest end date a reviewer may give a grant, in days from today (about ten years); a grant
 # without an end date is still possible. Later dates are refused by name, never stored.
 GRANT_MAX_DURATION_DAYS = env.int("GRANT_MAX_DURATION_DAYS", default=3650)
+
+# Webhooks (access.webhooks): tries per message, the first retry's delay (doubled at each retry,
+# at most six hours), each POST's time limit, and the Celery queue that delivers them.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_QUEUE = env.str("WEBHOOK_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE.update(
     {
         "grants-expire": {"task": "access.grants_expire_due", "schedule": crontab(minute=5)},
         "grants-remind-expiry": {"task": "access.grants_remind_expiring", "schedule": crontab(hour=7, minute=0)},
         "sandbox-jobs-sweep": {"task": "inference.sandbox_jobs_sweep", "schedule": 30.0},
         "sandbox-records-purge": {"task": "inference.sandbox_records_purge", "schedule": crontab(minute=20)},
+        "webhooks-sweep": {"task": "access.webhooks_sweep", "schedule": 300.0},
         "reviewer-digest": {
             "task": "access.reviewer_digest_send",
             "schedule": crontab(hour=REVIEWER_DIGEST_HOUR_UTC, minute=0),

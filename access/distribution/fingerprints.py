@@ -214,7 +214,8 @@ def bundle_has_marked_links(bundle_id: int) -> bool:
 
 
 def recipient_checklist(bundle_id: int, links: list[DownloadLink] | None = None) -> bytes | None:
-    """The bundle's own checklist.chk (md5sum format, as published, one line per other file) with
+    """The bundle's own checklist.chk (md5sum format, as published, one line per other file of
+    Meta's layout) with
     each marked file's md5 the recipient's copy's; None when no link of the bundle is marked.
     Raises ChecksumsPreparing while any copy's checksums are being computed."""
     if links is None:  # else: the bundle's links with their files and copies, already loaded
@@ -225,7 +226,8 @@ def recipient_checklist(bundle_id: int, links: list[DownloadLink] | None = None)
         return None
     lines = []
     for link in links:
-        if link.file.name == CHECKLIST:
+        # Meta's checklist.chk lists the files of its folder; the hf/ set has its sha256s elsewhere.
+        if link.file.name == CHECKLIST or "/" in link.file.name:
             continue
         if link.copy_id is not None and link.copy.file_sha256 != link.file.sha256:
             raise CopyOutdated()

@@ -4,7 +4,10 @@
 ``<family slug>/<variant slug>``.
 
 Only reading, over plain HTTP (no Xet headers). A published variant has one revision: a 40-hex
-sha of its files' names and sha256s, also reachable as ``main``. Every file goes through the
+sha of its files' names and sha256s, also reachable as ``main``. When the variant is published
+in transformers' layout too (``publish_weights --formats meta,hf``), the repo looks like Meta's
+Llama 3 repos on the Hub: the transformers files at the top (``from_pretrained`` loads them) and
+Meta's checkpoint under ``original/``; otherwise Meta's files are at the top. Every file goes through the
 grant's live download link (made when there is none), so it is checked, counted and logged as a
 ``/dl/`` download is, with the leak rule and the recipient's own fingerprinted bytes; revocation
 stops it at once. Refusals carry ``X-Error-Code`` (``RepoNotFound``, ``GatedRepo``,
@@ -25,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from access.catalog.models import ModelVariant
 from access.distribution.bundles import bundle_current, bundle_files, bundle_live_or_create, unusable_grant_message
 from access.distribution.gateway import views as gateway
-from access.distribution.models import WeightFile
+from access.distribution.models import HF_FOLDER, WeightFile
 from access.grants.models import Grant, GrantStatus
 from access.grants.selectors import grants_annotate_effective_status
 from portal.errors import LimitReached, StateConflict
@@ -33,6 +36,16 @@ from portal.middleware import browserless
 from portal.services import api_token_authenticate
 
 MAIN = "main"
+ORIGINAL_FOLDER = "original/"  # Meta's files, beside the transformers files, as on Meta's Hub repos
+
+
+def hub_paths(files: list[WeightFile]) -> dict[str, WeightFile]:
+    """Each published file by its path in the hub repo."""
+    if not any(f.name.startswith(HF_FOLDER) for f in files):
+        return {f.name: f for f in files}
+    return {
+        f.name.removeprefix(HF_FOLDER) if f.name.startswith(HF_FOLDER) else ORIGINAL_FOLDER + f.name: f for f in files
+    }
 
 
 def _refusal(status: int, code: str, message: str) -> HttpResponse:
@@ -64,6 +77,7 @@ class _Repo:
 
     def __init__(self, variant, files, sha, grant):
         self.variant, self.files, self.sha, self.grant = variant, files, sha, grant
+        self.paths = hub_paths(files)
 
 
 def _repo(request, namespace: str, name: str, revision: str) -> _Repo | HttpResponse:
@@ -102,12 +116,23 @@ def _repo(request, namespace: str, name: str, revision: str) -> _Repo | HttpResp
 
 
 def _files_of(repo: _Repo, request) -> list[dict]:
-    """Each file with the caller's own size and sha256 (fingerprinted shards included), from the
-    grant's live links when there are any."""
+    """Each file (``path`` in the repo) with the caller's own size and sha256 (fingerprinted
+    shards included), from the grant's live links when there are any."""
     bundle = bundle_current(repo.grant)
     if bundle is not None and bundle.expires_at > timezone.now() and bundle.suspended_at is None:
-        return bundle_files(bundle, request)
-    return [{"name": f.name, "size": f.size, "sha256": None if f.layout else f.sha256} for f in repo.files]
+        own = {entry["name"]: entry for entry in bundle_files(bundle, request)}
+    else:
+        own = {}
+    entries = []
+    for hub_path, f in repo.paths.items():
+        entry = own.get(f.name) or {"size": f.size, "sha256": None if f.layout else f.sha256}
+        entries.append({"path": hub_path, "size": entry["size"], "sha256": entry["sha256"]})
+    return sorted(entries, key=lambda entry: entry["path"])
+
+
+def _oid(path: str, content: str | None) -> str:
+    """A git-like object id (the client only compares them)."""
+    return hashlib.sha1(f"{path} {content}".encode(), usedforsecurity=False).hexdigest()
 
 
 def _hub_time(moment: dt.datetime) -> str:
@@ -131,7 +156,7 @@ def model_info(request, namespace: str, name: str, revision: str = MAIN):
             "disabled": False,
             "tags": [],
             "lastModified": _hub_time(max(f.published_at for f in repo.files)),
-            "siblings": [{"rfilename": f.name} for f in repo.files],
+            "siblings": [{"rfilename": hub_path} for hub_path in sorted(repo.paths)],
         }
     )
 
@@ -142,15 +167,24 @@ def model_tree(request, namespace: str, name: str, revision: str, path: str = ""
     repo = _repo(request, namespace, name, revision)
     if isinstance(repo, HttpResponse):
         return repo
-    if path.strip("/"):
-        return JsonResponse([], safe=False)  # the repo has no folders
-    entries = []
-    for entry in _files_of(repo, request):
+    folder = path.strip("/")
+    prefix = f"{folder}/" if folder else ""
+    recursive = request.GET.get("recursive", "").lower() in ("1", "true")
+    listing = [entry for entry in _files_of(repo, request) if entry["path"].startswith(prefix)]
+    folders = {entry["path"][len(prefix) :].split("/")[0] for entry in listing if "/" in entry["path"][len(prefix) :]}
+    if folder and not listing:
+        return _refusal(404, "EntryNotFound", f"{namespace}/{name} has no folder {folder!r}.")
+    entries = [
+        {"type": "directory", "path": prefix + sub, "oid": _oid(prefix + sub, repo.sha)} for sub in sorted(folders)
+    ]
+    for entry in listing:
+        if not recursive and "/" in entry["path"][len(prefix) :]:
+            continue
         item = {
             "type": "file",
-            "path": entry["name"],
+            "path": entry["path"],
             "size": entry["size"],
-            "oid": hashlib.sha1(f"{entry['name']} {entry['sha256']}".encode(), usedforsecurity=False).hexdigest(),
+            "oid": _oid(entry["path"], entry["sha256"]),
         }
         if entry["sha256"]:
             item["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
@@ -168,7 +202,8 @@ def resolve(request, namespace: str, name: str, revision: str, filename: str):
     repo = _repo(request, namespace, name, revision)
     if isinstance(repo, HttpResponse):
         return repo
-    if filename not in {f.name for f in repo.files}:
+    published = repo.paths.get(filename)
+    if published is None:
         return _refusal(404, "EntryNotFound", f"{namespace}/{name} has no file {filename!r}.")
     bundle = bundle_current(repo.grant)
     if bundle is None or bundle.expires_at <= timezone.now():
@@ -181,14 +216,13 @@ def resolve(request, namespace: str, name: str, revision: str, filename: str):
             response = _refusal(429, "TooManyRequests", exc.message)
             response["Retry-After"] = str(exc.retry_after_seconds or 60)
             return response
-    public_id = bundle.links.filter(file__name=filename).values_list("public_id", flat=True).first()
+    public_id = bundle.links.filter(file=published).values_list("public_id", flat=True).first()
     if public_id is None:  # published after these links were made
         return _refusal(404, "EntryNotFound", f"{filename} is newer than your links: create new ones on the portal.")
-    response = gateway._link_request(request, public_id, filename)
+    response = gateway._link_request(request, public_id, published.name)
     response["X-Repo-Commit"] = repo.sha
     if response.status_code == 302 and response.has_header("Location"):
         # Redirected to storage: the client reads the file's size and etag from these.
-        published = next(f for f in repo.files if f.name == filename)
         response["X-Linked-Size"] = str(published.size)
         response["X-Linked-Etag"] = f'"{published.sha256}"'
     return response

@@ -22,6 +22,15 @@ def _public_id() -> str:
     return secrets.token_urlsafe(16)  # 128 random bits
 
 
+FORMATS = ("meta", "hf")  # Meta's original layout; transformers' layout, its files named under HF_FOLDER
+HF_FOLDER = "hf/"
+
+
+def weight_file_format(name: str) -> str:
+    """Which file set a published file belongs to: "hf" (named under hf/) or "meta"."""
+    return "hf" if name.startswith(HF_FOLDER) else "meta"
+
+
 class WeightFile(models.Model):
     """One published file of a variant, as stored by ``publish_weights``."""
 

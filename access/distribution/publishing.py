@@ -6,6 +6,12 @@ computed on the way; a fresh ``checklist.chk`` (``md5sum`` format, as Meta ships
 it) is published beside them, and ``WeightFile`` rows record what the gateway
 hands out. Publishing again is cheap and safe: a file whose stored copy already
 has the same size and sha256 is hashed but not uploaded again.
+
+With ``formats`` including ``hf`` the variant is also published in transformers' layout
+(``inference.llama.hf_convert``: config, sharded safetensors with their index, tokenizer files),
+converted shard by shard into a temporary folder and stored under ``hf/`` as a second file set of
+the same variant: the downloads page, download.sh (``--format hf``) and the hub endpoint offer it,
+and its safetensors shards carry each recipient's fingerprint as the Meta shards do.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from django.utils import timezone
 from access.audit.services import audit_event_record
 from access.catalog.models import ModelVariant
 from access.catalog.services import TINY_DEMO
-from access.distribution.models import DownloadEvent, WeightFile
+from access.distribution.models import FORMATS, HF_FOLDER, DownloadEvent, WeightFile, weight_file_format
 from access.distribution.storage import CHUNK_BYTES, StorageError, weight_storage
 
 CHECKLIST = "checklist.chk"
 PARAMS = "params.json"
 TOKENIZER = "tokenizer.model"
 SHARD_PATTERN = re.compile(r"consolidated\.(\d{2})\.pth")
+HF_SHARD_PATTERN = re.compile(r"hf/model-\d{5}-of-\d{5}\.safetensors")
 # File names end up in storage keys, URLs and download.sh: keep them plain.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # progress_factory(file_name, size_in_bytes) -> a context manager whose value has .update(n_bytes)
@@ -79,6 +86,21 @@ class PublishResult:
 
 def weight_file_key(variant: ModelVariant, name: str) -> str:
     return f"{variant.slug}/{name}"
+
+
+def formats_parse(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``meta,hf`` as a tuple of known formats, in FORMATS order; WeightsPublishError if unfit."""
+    names = [part.strip().lower() for part in (value.split(",") if isinstance(value, str) else value)]
+    names = [name for name in names if name]
+    unknown = sorted(set(names) - set(FORMATS))
+    if unknown:
+        raise WeightsPublishError(f"unknown format {', '.join(unknown)}: choose among {', '.join(FORMATS)}.")
+    if "meta" not in names:
+        raise WeightsPublishError(
+            "the formats must include meta: the transformers files are converted from the Meta checkpoint, "
+            "which stays the published reference (and what fingerprints are identified against)."
+        )
+    return tuple(name for name in FORMATS if name in names)
 
 
 def weights_source_files(source_dir: Path) -> list[Path]:
@@ -133,15 +155,25 @@ def _file_hashes(path: Path, progress) -> tuple[int, str, str]:
     return size, sha256.hexdigest(), md5.hexdigest()
 
 
-def _weights_layout(source: Path, warnings: list[str]) -> dict | None:
+def _weights_layout(name: str, source: Path, warnings: list[str]) -> dict | None:
     """Where a shard's tensors lie, read once here so the gateway can serve recipients' marked
     copies (access.distribution.fingerprints); None for files without weights."""
-    from inference.llama.torch_zip import LayoutError, checkpoint_layout, layout_markable, layout_to_json
+    from inference.llama.torch_zip import (
+        LayoutError,
+        checkpoint_layout,
+        layout_markable,
+        layout_to_json,
+        safetensors_layout,
+    )
 
-    if not SHARD_PATTERN.fullmatch(source.name):
+    if HF_SHARD_PATTERN.fullmatch(name):
+        read_layout = safetensors_layout
+    elif SHARD_PATTERN.fullmatch(name):
+        read_layout = checkpoint_layout
+    else:
         return None
     try:
-        layout = checkpoint_layout(source)
+        layout = read_layout(source)
     except (LayoutError, zipfile.BadZipFile, OSError, pickle.UnpicklingError, ValueError) as exc:
         warnings.append(
             f"{source.name} cannot be read as a torch.save checkpoint ({exc}); it is sent to every recipient "
@@ -156,18 +188,20 @@ def _weights_layout(source: Path, warnings: list[str]) -> dict | None:
     return layout_to_json(layout)
 
 
-def _file_publish(*, storage, key: str, source: Path, existing: WeightFile | None, progress_factory) -> PublishedFile:
+def _file_publish(
+    *, storage, name: str, key: str, source: Path, existing: WeightFile | None, progress_factory
+) -> PublishedFile:
     size = source.stat().st_size
-    with progress_factory(source.name, size) as bar:
+    with progress_factory(name, size) as bar:
         # Same size in the database and in storage: hash locally (no transfer) and skip the upload on a match.
         if existing is not None and existing.size == size and storage.stat(key) == size:
             local_size, sha256, md5 = _file_hashes(source, bar.update)
             if sha256 == existing.sha256:
-                return PublishedFile(name=source.name, size=local_size, sha256=sha256, md5=md5, uploaded=False)
+                return PublishedFile(name=name, size=local_size, sha256=sha256, md5=md5, uploaded=False)
             if hasattr(bar, "reset"):  # the bytes are read again for the upload
                 bar.reset()
         stored = storage.put_file(key, source, progress=bar.update)
-    return PublishedFile(name=source.name, size=stored.size, sha256=stored.sha256, md5=stored.md5, uploaded=True)
+    return PublishedFile(name=name, size=stored.size, sha256=stored.sha256, md5=stored.md5, uploaded=True)
 
 
 class _NoProgress:
@@ -209,52 +243,81 @@ def weights_publish(
     *,
     variant: ModelVariant,
     source_dir: Path,
+    formats: tuple[str, ...] | str = ("meta",),
     actor=None,
     progress_factory: ProgressFactory | None = None,
+    convert_progress: Callable[[str], object] | None = None,
 ) -> PublishResult:
-    """Publish a Meta-format checkpoint folder as the variant's downloadable files; idempotent.
+    """Publish a Meta-format checkpoint folder as the variant's downloadable files, and with
+    ``hf`` in formats its transformers-layout conversion under hf/; idempotent.
 
     Uploads run outside any transaction (they may take hours); the WeightFile rows,
     the removal of files no longer in the source and the audit event then commit together.
+    Only the file sets named in formats are replaced: publishing meta alone keeps hf/ files.
     Raises WeightsPublishError for a bad folder and StorageError when storage fails.
     """
+    formats = formats_parse(formats)
     source_dir = Path(source_dir)
-    sources = weights_source_files(source_dir)
+    sources = [(source.name, source) for source in weights_source_files(source_dir)]
+    with tempfile.TemporaryDirectory(prefix="publish-") as temp:
+        if "hf" in formats:
+            sources += _hf_convert(source_dir, Path(temp) / "hf", convert_progress)
+        checklist = Path(temp) / CHECKLIST
+        # Meta's checklist.chk lists the files of its folder, as Meta shipped it.
+        checklist_of = [name for name, _ in sources if weight_file_format(name) == "meta"]
+        return _sources_publish(variant, source_dir, sources, formats, checklist, checklist_of, actor, progress_factory)
+
+
+def _hf_convert(source_dir: Path, out_dir: Path, progress) -> list[tuple[str, Path]]:
+    from inference.llama.errors import CheckpointError
+    from inference.llama.hf_convert import meta_to_hf
+
+    try:
+        written = meta_to_hf(source_dir, out_dir, progress=progress)
+    except (CheckpointError, KeyError, ValueError, RuntimeError, OSError) as exc:
+        raise WeightsPublishError(f"{source_dir} cannot be converted to transformers' layout: {exc}") from exc
+    return sorted((HF_FOLDER + path.name, path) for path in written)
+
+
+def _sources_publish(
+    variant, source_dir, sources, formats, checklist: Path, checklist_of, actor, progress_factory
+) -> PublishResult:
     storage = weight_storage()
     progress_factory = progress_factory or _no_progress
     existing = {wf.name: wf for wf in WeightFile.objects.filter(variant=variant)}
     layout_warnings: list[str] = []
-    layouts = {source.name: _weights_layout(source, layout_warnings) for source in sources}
+    layouts = {name: _weights_layout(name, source, layout_warnings) for name, source in sources}
     lost = [name for name, layout in layouts.items() if layout is None and existing.get(name) and existing[name].layout]
     if lost:
         # Publishing it anyway would send every recipient's link the unmarked file.
         raise WeightsPublishError(
-            f"{', '.join(lost)} cannot be read as a torch.save checkpoint now, but were published with "
+            f"{', '.join(lost)} cannot be read as a checkpoint now, but were published with "
             "fingerprints before: check the source files; nothing was changed. " + " ".join(layout_warnings)
         )
 
     published = [
         _file_publish(
             storage=storage,
-            key=weight_file_key(variant, source.name),
+            name=name,
+            key=weight_file_key(variant, name),
             source=source,
-            existing=existing.get(source.name),
+            existing=existing.get(name),
             progress_factory=progress_factory,
         )
-        for source in sources
+        for name, source in sources
     ]
-    with tempfile.TemporaryDirectory(prefix="checklist-") as temp:
-        checklist = Path(temp) / CHECKLIST
-        checklist.write_text("".join(f"{f.md5}  {f.name}\n" for f in published))
-        published.append(
-            _file_publish(
-                storage=storage,
-                key=weight_file_key(variant, CHECKLIST),
-                source=checklist,
-                existing=existing.get(CHECKLIST),
-                progress_factory=progress_factory,
-            )
+    md5s = {f.name: f.md5 for f in published}
+    checklist.write_text("".join(f"{md5s[name]}  {name}\n" for name in sorted(checklist_of)))
+    published.append(
+        _file_publish(
+            storage=storage,
+            name=CHECKLIST,
+            key=weight_file_key(variant, CHECKLIST),
+            source=checklist,
+            existing=existing.get(CHECKLIST),
+            progress_factory=progress_factory,
         )
+    )
     published.sort(key=lambda f: f.name)
     result = PublishResult(
         variant=variant,
@@ -279,7 +342,7 @@ def weights_publish(
             result.weight_files.append(row)
         names = {f.name for f in published}
         for name, row in sorted(current.items()):
-            if name in names:
+            if name in names or weight_file_format(name) not in formats:
                 continue
             if row.links.exists() or DownloadEvent.objects.filter(file=row).exists():
                 result.kept.append(name)
@@ -293,6 +356,7 @@ def weights_publish(
             target=variant,
             details={
                 "storage": storage.name,
+                "formats": list(formats),
                 "files": len(published),
                 "uploaded": result.uploaded,
                 "unchanged": result.unchanged,
@@ -317,7 +381,7 @@ DEMO_SHARDS = 2  # more than one, so the demo shows how multi-shard checkpoints 
 
 def demo_weights_publish(*, folder: Path) -> PublishResult:
     """Development (`make run`): make the llama-demo-tiny checkpoint in folder unless it is
-    there, then publish it to weight storage; cheap when both are already done."""
+    there, then publish it to weight storage in both layouts; cheap when both are already done."""
     from inference.llama.checkpoint import tiny_llama_make
 
     folder = Path(folder)
@@ -326,4 +390,4 @@ def demo_weights_publish(*, folder: Path) -> PublishResult:
         weights_source_files(folder)
     except WeightsPublishError:  # missing, or left half-written by an interrupted run
         tiny_llama_make(folder, n_shards=DEMO_SHARDS, **TINY_DEMO)
-    return weights_publish(variant=variant, source_dir=folder)
+    return weights_publish(variant=variant, source_dir=folder, formats=FORMATS)

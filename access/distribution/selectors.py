@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
 from access.audit.models import AuditEvent
-from access.distribution.models import DownloadBundle, DownloadEvent, WeightFile
+from access.distribution.models import HF_FOLDER, DownloadBundle, DownloadEvent, WeightFile
 from access.grants.models import Grant
 
 LEAK_ALERT_DAYS = 30
@@ -19,9 +19,16 @@ def weights_published(variant) -> bool:
     return WeightFile.objects.filter(variant=variant).exists()
 
 
-def weight_files_published(variant) -> QuerySet[WeightFile]:
-    """The variant's published files, by name, with where they are stored and their checksums."""
-    return WeightFile.objects.filter(variant=variant).order_by("name")
+def weight_files_published(variant, *, file_format: str | None = "meta") -> QuerySet[WeightFile]:
+    """The variant's published files of one layout (``meta``, what the engine loads; ``hf``, its
+    transformers conversion under hf/; None: both), by name, with where they are stored and
+    their checksums."""
+    files = WeightFile.objects.filter(variant=variant)
+    if file_format == "meta":
+        files = files.exclude(name__startswith=HF_FOLDER)
+    elif file_format == "hf":
+        files = files.filter(name__startswith=HF_FOLDER)
+    return files.order_by("name")
 
 
 def bundles_for_grant(grant: Grant) -> QuerySet[DownloadBundle]:

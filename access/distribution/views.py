@@ -31,7 +31,7 @@ from access.distribution.bundles import (
     bundle_unsuspend,
 )
 from access.distribution.identify import IdentifyError, fingerprint_identify
-from access.distribution.models import DownloadBundle
+from access.distribution.models import HF_FOLDER, DownloadBundle, WeightFile
 from access.distribution.selectors import bundles_for_grant, download_events_for_grant, weights_published
 from access.distribution.tokens import (
     bundle_manifest_path,
@@ -64,6 +64,7 @@ def grant_downloads(request, pk: int):
     links_work = bundle is not None and usable and not expired and not suspended
     script_url = download_absolute_url(bundle_script_path(bundle), request) if links_work else ""
     files = bundle_files(bundle, request) if bundle is not None else []
+    has_hf = WeightFile.objects.filter(variant=grant.variant, name__startswith=HF_FOLDER).exists()
     return render(
         request,
         "access/apply/grant_downloads.html",
@@ -87,6 +88,9 @@ def grant_downloads(request, pk: int):
             "manifest_url": download_absolute_url(bundle_manifest_path(bundle), request) if links_work else "",
             "wildcard_url": download_absolute_url(bundle_wildcard_path(bundle), request) if links_work else "",
             "meta_folder": grant.variant.meta_folder or grant.variant.slug,
+            "has_hf": has_hf,
+            "hub_endpoint": download_absolute_url("/hub", request),
+            "hub_repo": f"{grant.variant.family.slug}/{grant.variant.slug}",
             "ttl_hours": settings.DOWNLOAD_LINK_TTL_HOURS,
             "max_downloads": settings.DOWNLOAD_LINK_MAX_DOWNLOADS,
         },

@@ -75,7 +75,8 @@ def meta_to_hf(
         save_file(group, str(temporary), metadata={"format": "pt"})
         parts.append((temporary, list(group)))
         if progress is not None:
-            progress(f"{temporary.name}: {len(group)} tensors")
+            size = sum(t.numel() * t.element_size() for t in group.values())
+            progress(f"safetensors file {len(parts)}: {len(group)} tensors, {size / 2**20:.1f} MiB")
         group.clear()
 
     for meta, hf in hf_names(args.n_layers):

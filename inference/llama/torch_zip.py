@@ -10,11 +10,16 @@ CRCs; those follow from the marked data, which ``MarkedFile`` computes once.
 
 The layout is read without loading a tensor: the pickle is read by an unpickler that knows only
 the few names a state dict of tensors uses, and builds records instead of tensors.
+
+A ``.safetensors`` file (transformers' layout, issue 18) has a layout too
+(``safetensors_layout``): its JSON header gives each tensor's span, and with no checksum inside,
+its marked copy differs from the original in the marked pages alone.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import pickle
 import struct
@@ -83,6 +88,7 @@ class Layout:
     tensors: list[TensorSpan]
     central_directory_offset: int
     crc_fields: dict[str, int] = field(default_factory=dict)  # entry -> file offset of its central CRC
+    kind: str = "torch"  # "torch" (a zip archive, CRCs to patch) or "safetensors" (no checksums inside)
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,7 @@ def layout_to_json(layout: Layout) -> dict:
             [t.name, t.entry, t.dtype, t.element_size, t.storage_offset, t.numel, list(t.shape)] for t in layout.tensors
         ],
         "crc_fields": layout.crc_fields,
+        "kind": layout.kind,
     }
 
 
@@ -208,9 +215,60 @@ def layout_from_json(value: dict) -> Layout:
     try:
         entries = {row[0]: Entry(*row) for row in value["entries"]}
         tensors = [TensorSpan(*row[:6], tuple(row[6])) for row in value["tensors"]]
-        return Layout(value["size"], entries, tensors, value["central_directory_offset"], dict(value["crc_fields"]))
+        return Layout(
+            value["size"], entries, tensors, value["central_directory_offset"], dict(value["crc_fields"]),
+            value.get("kind", "torch"),
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"a stored layout cannot be read: {exc}") from exc
+
+
+_SAFETENSORS_DTYPES = {
+    "F16": ("float16", 2), "BF16": ("bfloat16", 2), "F32": ("float32", 4), "F64": ("float64", 8),
+    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1), "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
+}  # fmt: skip
+SAFETENSORS_DATA = "data"  # a safetensors file's one "entry": the bytes after its header
+
+
+def safetensors_layout(path: str | Path) -> Layout:
+    """Where each tensor lies in a .safetensors file: an 8-byte little-endian header length, a
+    JSON header of dtype, shape and data offsets (relative to the data after the header), then
+    the data. The format holds no checksum, so a marked copy differs from the original only in
+    its marked pages."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as raw:
+        head = raw.read(8)
+        if len(head) != 8:
+            raise LayoutError("too short for a safetensors file.")
+        header_size = struct.unpack("<Q", head)[0]
+        if header_size > min(size - 8, 100 << 20):
+            raise LayoutError("the header length runs past the file: not a safetensors file.")
+        try:
+            header = json.loads(raw.read(header_size))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise LayoutError(f"the header is not JSON ({exc}): not a safetensors file.") from exc
+    if not isinstance(header, dict):
+        raise LayoutError("the header is not a JSON object: not a safetensors file.")
+    data_offset = 8 + header_size
+    entry = Entry(SAFETENSORS_DATA, 0, data_offset, size - data_offset, 0, size, 0)
+    tensors = []
+    for name, value in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, element_size = _SAFETENSORS_DTYPES[value["dtype"]]
+            begin, end = (int(x) for x in value["data_offsets"])
+            shape = tuple(int(x) for x in value["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LayoutError(f"the header's entry for {name!r} is not a tensor's: {exc}") from exc
+        numel = int(np.prod(shape, dtype=np.int64))
+        if begin % element_size or end - begin != numel * element_size or end > entry.size:
+            raise LayoutError(f"{name!r}'s data offsets do not fit its dtype and shape, or run past the file.")
+        start = begin // element_size
+        tensors.append(TensorSpan(str(name), SAFETENSORS_DATA, dtype, element_size, start, numel, shape))
+    return Layout(size, {SAFETENSORS_DATA: entry}, tensors, size, {}, "safetensors")
 
 
 # CRC-32 arithmetic (zlib's polynomial, reflected), for the CRC of a marked entry from the
@@ -326,7 +384,9 @@ class MarkedFile:
                 first = int(page) * fingerprint.PAGE
                 last = min(first + fingerprint.PAGE, span.numel)
                 patches.append(_Patch(base + first * 2, base + last * 2, span.entry, span, key, int(page)))
-        self.marked_entries = sorted({patch.entry for patch in patches})
+        # A zip's entries carry CRC-32s (in the data descriptor and the central directory) that
+        # change with their data; a safetensors file has none.
+        self.marked_entries = sorted({patch.entry for patch in patches}) if layout.kind == "torch" else []
         for name in self.marked_entries:
             entry = layout.entries[name]
             patches.append(_Patch(entry.descriptor_offset + 4, entry.descriptor_offset + 8, name))

@@ -143,6 +143,7 @@ class FilePart:
 
 
 def content_disposition(name: str) -> str:
+    name = name.rpartition("/")[2]  # hf/config.json is saved as config.json
     ascii_name = "".join(c for c in name if 32 <= ord(c) < 127 and c not in '"\\') or "download"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 

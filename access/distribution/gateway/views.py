@@ -46,6 +46,7 @@ from access.distribution.gateway.streaming import (
     parse_range,
     range_header_canonical,
 )
+from access.distribution.models import FORMATS, weight_file_format
 from access.distribution.storage import StorageError, weight_storage
 from portal.middleware import browserless
 
@@ -558,12 +559,17 @@ def bundle_script(request, token: str):
     bundle, manifest, refusal = _bundle_manifest(request, tokens.bundle_from_token(token))
     if refusal is not None:
         return refusal
+    present = {weight_file_format(entry["name"]) for entry in manifest["files"]}
+    formats = tuple(name for name in FORMATS if name in present)
     context = {
         "model": _shell_word(manifest["model"]),
         # The name goes in a comment line (one line, nothing to run) and, quoted, in a variable.
         "model_name": " ".join(bundle.grant.variant.name.split()),
         "model_name_word": _shell_word(bundle.grant.variant.name),
         "has_checklist": any(entry["name"] == "checklist.chk" for entry in manifest["files"]),
+        "has_hf": "hf" in formats,
+        "formats_usage": "|".join(formats + (("both",) if len(formats) > 1 else ())),
+        "formats_case": " | ".join(formats + (("both",) if len(formats) > 1 else ())),
         "expires_at": f"{bundle.expires_at:%Y-%m-%d %H:%M} UTC",
         "grants_url": _shell_word(tokens.grants_page_url(request)),
         "files": [
@@ -573,6 +579,7 @@ def bundle_script(request, token: str):
                 "size": int(entry["size"]),
                 "sha256": _shell_word(entry["sha256"]),
                 "md5": entry["md5"],
+                "format": weight_file_format(entry["name"]),
             }
             for entry in manifest["files"]
         ],
@@ -653,7 +660,7 @@ def _folder_checklist(request, bundle, *, name: str, only: set[str] | None = Non
         return refusal
     entries = [
         entry for entry in manifest["files"]
-        if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude
+        if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude and "/" not in entry["name"]
         and (only is None or entry["name"] in only)
     ]  # fmt: skip
     body = "".join(f"{entry['md5']}  {entry['name']}\n" for entry in entries).encode()

@@ -1,4 +1,5 @@
-"""`publish_weights --variant SLUG --source DIR`: put a checkpoint folder into weight storage."""
+"""`publish_weights --variant SLUG --source DIR [--formats meta,hf]`: put a checkpoint folder (and its
+conversion to transformers' layout) into weight storage."""
 
 import sys
 
@@ -6,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from access.catalog.models import ModelVariant
-from access.distribution.publishing import WeightsPublishError, weights_publish
+from access.distribution.publishing import WeightsPublishError, formats_parse, weights_publish
 from access.distribution.storage import StorageError
 
 
@@ -21,14 +22,26 @@ def _size(n: int) -> str:
 class Command(BaseCommand):
     help = (
         "Publish a Meta-format checkpoint folder (params.json, consolidated.NN.pth, tokenizer.model) as a "
-        "variant's downloadable files: stores them, computes sha256 and md5, writes checklist.chk. Idempotent."
+        "variant's downloadable files: stores them, computes sha256 and md5, writes checklist.chk. With "
+        "--formats meta,hf it also converts the checkpoint to transformers' layout (config.json, sharded "
+        "safetensors, tokenizer files), shard by shard, and publishes that under hf/. Idempotent."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--variant", required=True, help="slug of the model variant, e.g. llama-7b")
         parser.add_argument("--source", required=True, help="folder holding the checkpoint files")
+        parser.add_argument(
+            "--formats",
+            default="meta",
+            help="comma-separated: meta (the checkpoint as it is), hf (also converted to transformers' layout, "
+            "which needs free space in TMPDIR the size of the model). Default: meta.",
+        )
 
-    def handle(self, *args, variant, source, verbosity=1, **options):
+    def handle(self, *args, variant, source, formats="meta", verbosity=1, **options):
+        try:
+            formats = formats_parse(formats)
+        except WeightsPublishError as exc:
+            raise CommandError(f"--formats: {exc}") from exc
         found = ModelVariant.objects.filter(slug=variant).first()
         if found is None:
             known = ", ".join(ModelVariant.objects.order_by("slug").values_list("slug", flat=True)) or "none yet"
@@ -41,7 +54,15 @@ class Command(BaseCommand):
                         disable=verbosity == 0, dynamic_ncols=True)  # fmt: skip
 
         try:
-            result = weights_publish(variant=found, source_dir=source, progress_factory=progress_bar)
+            result = weights_publish(
+                variant=found,
+                source_dir=source,
+                formats=formats,
+                progress_factory=progress_bar,
+                convert_progress=(lambda line: stream.write(f"Converted to transformers' layout: {line}\n"))
+                if verbosity
+                else None,
+            )
         except (WeightsPublishError, StorageError) as exc:
             raise CommandError(str(exc)) from exc
 
@@ -58,7 +79,8 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         self.stdout.write(
             self.style.SUCCESS(
-                f"Published {len(result.files)} files ({_size(result.total_bytes)}) of {found.slug} to "
+                f"Published {len(result.files)} files ({_size(result.total_bytes)}) of {found.slug} "
+                f"({' and '.join(formats)} layout{'s' if len(formats) > 1 else ''}) to "
                 f"{result.storage} storage: {result.uploaded} uploaded, {result.unchanged} unchanged."
             )
         )

@@ -1,10 +1,13 @@
 {% autoescape off %}#!/bin/sh
 # Downloads {{ model_name }} from the portal and checks every file (md5 and sha256).
 #
-#   sh download.sh [TARGET_FOLDER]        (default: the current folder)
-#   curl -fsSL <this script's link> | sh -s -- [TARGET_FOLDER]
+#   sh download.sh [--format {{ formats_usage }}] [TARGET_FOLDER]        (default: the current folder)
+#   curl -fsSL <this script's link> | sh -s -- [--format {{ formats_usage }}] [TARGET_FOLDER]
 #
-# Files go to TARGET_FOLDER/{{ model }}/. The links in this script work until
+# Files go to TARGET_FOLDER/{{ model }}/.{% if has_hf %} --format meta (the default) fetches Meta's
+# original checkpoint (consolidated.NN.pth, params.json, tokenizer.model); --format hf the
+# same weights in transformers' layout, into {{ model }}/hf/ (load that folder with
+# LlamaForCausalLM.from_pretrained); --format both fetches both.{% endif %} The links in this script work until
 # {{ expires_at }}. Interrupted? Run the script again: finished files are kept and a
 # partial file continues where it stopped (a resume uses only the bytes still missing).
 # Nothing runs until the last line, so a script cut short in a pipe does nothing.
@@ -100,8 +103,25 @@ sha256_check() {  # reads "<sha256>  <name>" lines
     fi
 }
 
+wanted() {  # $1: a file's format (meta or hf)
+    [ "$FORMAT" = both ] || [ "$FORMAT" = "$1" ]
+}
+
 main() {
-    TARGET_FOLDER="${1:-.}"
+    TARGET_FOLDER=.
+    FORMAT=meta
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --format) [ $# -ge 2 ] || fail "--format needs a value: {{ formats_usage }}."; FORMAT="$2"; shift 2 ;;
+            --format=*) FORMAT="${1#--format=}"; shift ;;
+            -*) fail "unknown option $1. Usage: sh download.sh [--format {{ formats_usage }}] [TARGET_FOLDER]" ;;
+            *) TARGET_FOLDER="$1"; shift ;;
+        esac
+    done
+    case "$FORMAT" in
+        {{ formats_case }}) ;;
+        *) fail "--format $FORMAT: this model is published as {{ formats_usage }}." ;;
+    esac
     DEST="$TARGET_FOLDER/$MODEL"
     if command -v curl > /dev/null 2>&1; then
         FETCH=curl
@@ -111,10 +131,13 @@ main() {
         fail "install curl or wget, then run this script again."
     fi
     mkdir -p "$DEST" || fail "cannot create the folder $DEST."
-    echo "Downloading $MODEL_NAME into $DEST"
-{% for file in files %}    fetch {{ file.name }} {{ file.url }} {{ file.size }}
+{% if has_hf %}    if wanted hf; then mkdir -p "$DEST/hf" || fail "cannot create the folder $DEST/hf."; fi
+{% endif %}    echo "Downloading $MODEL_NAME ($FORMAT) into $DEST"
+{% for file in files %}    if wanted {{ file.format }}; then fetch {{ file.name }} {{ file.url }} {{ file.size }}; fi
 {% endfor %}    cd "$DEST" || fail "cannot enter $DEST."
-{% if has_checklist %}    if command -v md5sum > /dev/null 2>&1; then
+{% if has_checklist %}    if ! wanted meta; then
+        :
+    elif command -v md5sum > /dev/null 2>&1; then
         echo "Checking md5 sums (checklist.chk)"
         md5sum -c checklist.chk || fail "md5 check failed: delete the files marked FAILED and run this script again."
     else
@@ -122,7 +145,7 @@ main() {
     fi
 {% endif %}    echo "Checking sha256 sums"
     {
-{% for file in files %}        printf '%s  %s\n' {{ file.sha256 }} {{ file.name }}
+{% for file in files %}        if wanted {{ file.format }}; then printf '%s  %s\n' {{ file.sha256 }} {{ file.name }}; fi
 {% endfor %}    } | sha256_check || fail "sha256 check failed: delete the files marked FAILED and run this script again."
     echo "Done: $MODEL_NAME is in $DEST"
 }

@@ -81,7 +81,8 @@ def test_publishing_records_one_audit_event_with_counts(published_demo_weights, 
     first, second = _publish_events(variant)
     assert first.actor_label == "system"
     assert first.details | {"bytes": 0} == {
-        "storage": "local", "files": 5, "uploaded": 5, "unchanged": 0, "bytes": 0, "removed": [], "kept": [],
+        "storage": "local", "formats": ["meta"], "files": 5, "uploaded": 5, "unchanged": 0, "bytes": 0,
+        "removed": [], "kept": [],
     }  # fmt: skip
     assert first.details["bytes"] == sum(wf.size for wf in WeightFile.objects.filter(variant=variant))
     assert second.actor_label == admin_user.email
@@ -289,7 +290,10 @@ def test_demo_weights_are_generated_once_and_published(llama_catalog, local_stor
     second = demo_weights_publish(folder=folder)
 
     assert sorted(p.name for p in folder.iterdir()) == DEMO_FILES
-    assert (first.uploaded, second.uploaded, second.unchanged) == (5, 0, 5)
+    # Meta's five files, and the seven of transformers' layout under hf/, so make run shows both.
+    assert (first.uploaded, second.uploaded, second.unchanged) == (12, 0, 12)
     assert (folder / "consolidated.00.pth").stat().st_mtime_ns == shard.st_mtime_ns  # not generated again
-    assert [wf.name for wf in WeightFile.objects.filter(variant__slug="llama-demo-tiny")] == DEMO_FILES
+    names = [wf.name for wf in WeightFile.objects.filter(variant__slug="llama-demo-tiny")]
+    assert [name for name in names if not name.startswith("hf/")] == DEMO_FILES
+    assert "hf/model-00001-of-00001.safetensors" in names and len(names) == len(DEMO_FILES) + 7
     assert local_storage.stat("llama-demo-tiny/consolidated.01.pth") == (folder / "consolidated.01.pth").stat().st_size
