@@ -184,3 +184,23 @@ def test_download_script_fetches_the_chosen_format(live_server, hf_published, hf
     assert run.returncode == 0, run.stderr
     assert (model_dir / "consolidated.00.pth").is_file() and "consolidated.00.pth: OK" in run.stdout
     assert "hf/" not in run.stdout  # the transformers files were neither fetched nor checked again
+
+
+def test_the_transformers_files_download_from_s3_storage(live_server, s3_storage, published_demo_weights, researcher,
+                                                         reviewer, active_grant_make, tmp_path):  # fmt: skip
+    from access.distribution.models import DownloadEvent
+
+    variant, checkpoint, _ = published_demo_weights
+    weights_publish(variant=variant, source_dir=checkpoint, formats=FORMATS)
+    grant = active_grant_make(user=researcher, variant=variant, reviewer=reviewer)
+    folder = Path(snapshot_download(REPO, endpoint=live_server.url + "/hub", token=_token(researcher),
+                                    cache_dir=tmp_path / "cache"))  # fmt: skip
+
+    links = {link.file.name: link for link in bundle_current(grant).links.select_related("file", "copy")}
+    for name, link in links.items():
+        on_disk = folder / (name.removeprefix("hf/") if name.startswith("hf/") else f"original/{name}")
+        assert on_disk.read_bytes() == served_bytes(link), name
+    outcomes = dict(DownloadEvent.objects.filter(grant=grant, counted=True).values_list("file__name", "outcome"))
+    # Files as published go by redirect to the bucket; the fingerprinted shards from the portal.
+    assert outcomes["hf/config.json"] == "redirected"
+    assert outcomes["hf/model-00001-of-00001.safetensors"] == "served"

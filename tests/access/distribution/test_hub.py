@@ -7,6 +7,7 @@ refusal after revocation."""
 from __future__ import annotations
 
 import hashlib
+import time
 import urllib.request
 from pathlib import Path
 
@@ -122,3 +123,93 @@ def test_snapshot_download_from_s3_storage_follows_the_presigned_redirects(hub, 
     # Files as published went by redirect to the bucket; the fingerprinted shards from the portal.
     outcomes = dict(DownloadEvent.objects.filter(grant=s3_grant, counted=True).values_list("file__name", "outcome"))
     assert outcomes["params.json"] == "redirected" and outcomes["consolidated.00.pth"] == "served"
+
+
+class _CuttingProxy:
+    """A TCP proxy on loopback to the live portal that cuts the first response to a whole-file GET
+    of ``name`` after ``cut_after`` bytes, as a dropped connection would; later requests pass."""
+
+    def __init__(self, upstream_port: int, name: bytes, cut_after: int):
+        import socket
+        import threading
+
+        self.upstream_port, self.name, self.cut_after, self.cut = upstream_port, name, cut_after, False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._socket, self._threading = socket, threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        upstream = self._socket.create_connection(("127.0.0.1", self.upstream_port))
+        state = {"cut_at": None, "sent": 0}
+
+        def to_upstream():
+            while data := client.recv(65536):
+                lowered = data.lower()
+                if not self.cut and lowered.startswith(b"get ") and self.name in data and b"\r\nrange:" not in lowered:
+                    self.cut, state["cut_at"] = True, self.cut_after
+                upstream.sendall(data)
+
+        self._threading.Thread(target=lambda: _quietly(to_upstream), daemon=True).start()
+        try:
+            while data := upstream.recv(65536):
+                if state["cut_at"] is not None:
+                    room = state["cut_at"] - state["sent"]
+                    client.sendall(data[: max(room, 0)])
+                    state["sent"] += len(data)
+                    if state["sent"] >= state["cut_at"]:
+                        break  # the connection drops mid-body
+                else:
+                    client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (client, upstream):
+                # shutdown first: another thread is still reading from each, and the peer must see the end now
+                _quietly(lambda sock=sock: sock.shutdown(self._socket.SHUT_RDWR))
+                _quietly(lambda sock=sock: sock.close())
+
+    def close(self):
+        self.listener.close()
+
+
+def _quietly(action):
+    try:
+        action()
+    except OSError:
+        pass
+
+
+def test_the_client_resumes_a_dropped_download_with_a_range(
+    live_server, grant, researcher, tmp_path, monkeypatch
+):
+    from huggingface_hub import constants
+
+    # The client keeps what it received in chunks of DOWNLOAD_CHUNK_SIZE (10 MB) and resumes from
+    # there; the demo's shards are smaller, so its chunks are made smaller here.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 << 10)
+    port = int(live_server.url.rsplit(":", 1)[1])
+    proxy = _CuttingProxy(port, b"consolidated.00.pth", cut_after=60_000)
+    try:
+        path = hf_hub_download(REPO, "consolidated.00.pth", endpoint=f"http://127.0.0.1:{proxy.port}/hub",
+                               token=_token(researcher), cache_dir=tmp_path / "hf-cache")  # fmt: skip
+    finally:
+        proxy.close()
+
+    assert proxy.cut  # the first GET was cut short, so the client had to resume
+    link = bundle_current(grant).links.select_related("file", "copy").get(file__name="consolidated.00.pth")
+    assert Path(path).read_bytes() == served_bytes(link)
+    time.sleep(0.5)  # the resumed stream's log is written as it ends
+    ranges = [r for status, r in DownloadEvent.objects.filter(link=link).values_list("status_code", "range_header")
+              if status == 206]  # fmt: skip
+    # The client asked only for the rest, from the bytes it had kept.
+    assert len(ranges) == 1 and ranges[0].startswith("bytes=") and ranges[0].endswith("-")
+    assert 0 < int(ranges[0][len("bytes=") : -1]) <= 60_000

@@ -268,3 +268,70 @@ def test_a_failing_receiver_gets_retries_with_backoff_and_a_visible_log(
     while delivery.attempt_log.count() < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert delivery.attempt_log.last().manual
+
+
+def test_an_unreachable_receiver_is_retried_later_with_the_error_logged(grant, reviewer, settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 30
+    closed = Receiver()
+    url = closed.url
+    closed.close()  # nothing listens there any more: the connection is refused
+    WebhookEndpoint.objects.create(url=url, allow_private_network=True)
+    grant_suspend(grant=grant, actor=reviewer, reason="Looking into a report.")
+
+    delivery = webhook_attempt(WebhookDelivery.objects.get().pk)
+
+    assert delivery.status == DeliveryStatus.RETRYING and delivery.last_status_code is None
+    assert "refused" in delivery.last_error.lower() or "connect" in delivery.last_error.lower()
+    wait = (delivery.next_attempt_at - delivery.last_attempt_at).total_seconds()
+    assert 29 <= wait <= 35
+    # Not due yet: a duplicate task does nothing.
+    assert webhook_attempt(delivery.pk) is None
+    assert delivery.attempt_log.count() == 1
+
+
+def test_the_sweep_sends_messages_whose_retry_is_overdue(grant, reviewer, receiver):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from access.webhooks.services import webhooks_sweep
+
+    server = receiver()
+    WebhookEndpoint.objects.create(url=server.url, allow_private_network=True)
+    grant_suspend(grant=grant, actor=reviewer, reason="Looking into a report.")
+    overdue = timezone.now() - dt.timedelta(minutes=20)
+    WebhookDelivery.objects.update(status=DeliveryStatus.RETRYING, next_attempt_at=overdue, attempts=1)
+
+    assert webhooks_sweep() == 1  # queued (run at once here: tasks are eager outside real_worker tests)
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.DELIVERED and len(server.received) == 1
+    assert webhooks_sweep() == 0
+
+
+def test_the_request_events_carry_the_request_and_the_decision(llama_catalog, researcher, outsider, reviewer, submit):
+    from access.review.services import access_request_approve, access_request_reject, access_request_request_info
+
+    WebhookEndpoint.objects.create(url="https://hooks.lab.example/portal")  # every event type
+
+    def sent() -> list[dict]:
+        return [json.loads(d.body) for d in WebhookDelivery.objects.order_by("pk")]
+
+    first = submit(researcher, "llama-7b")
+    access_request_request_info(access_request=first, reviewer=reviewer, message="Which lab are you with?")
+    access_request_reject(access_request=first, reviewer=reviewer, reason="Outside the research program.")
+    second = submit(outsider, "llama-13b")
+    access_request_approve(access_request=second, reviewer=reviewer)
+
+    bodies = sent()
+    assert [body["type"] for body in bodies] == [
+        "request.submitted", "request.info_requested", "request.decided", "request.submitted", "request.decided",
+    ]  # fmt: skip
+    rejected, approved = bodies[2]["data"], bodies[4]["data"]
+    assert rejected["request"]["reference"] == first.reference and rejected["request"]["status"] == "rejected"
+    assert rejected["request"]["applicant"] == researcher.email and rejected["request"]["variants"] == ["llama-7b"]
+    assert "Outside the research program." in json.dumps(rejected["details"])
+    assert rejected["request"]["url"].endswith(f"/review/requests/{first.pk}/")
+    assert approved["request"]["status"] == "approved" and approved["actor"] == reviewer.email
+    # The grant is not usable until its holder accepts the license: no grant.activated yet.
+    assert not any(body["type"] == "grant.activated" for body in bodies)
