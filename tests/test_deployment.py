@@ -374,6 +374,11 @@ def test_proxy_sends_the_sandbox_api_to_asgi_unbuffered_and_everything_else_to_w
         body = _nginx_location_for(locations, uri)
         assert _directive(body, "proxy_pass") == ["http://portal_web"], uri
     assert _directive(_nginx_location_for(locations, "/dl/abc123/params.json"), "proxy_buffering") == ["off"]
+    # The hub endpoint serves the same weight files: on web, unbuffered, with the gateway's time limits.
+    hub = _nginx_location_for(locations, "/hub/llama/llama-7b/resolve/main/original/consolidated.00.pth")
+    assert _directive(hub, "proxy_pass") == ["http://portal_web"] and _directive(hub, "proxy_buffering") == ["off"]
+    gateway = _nginx_location_for(locations, "/dl/abc123/params.json")
+    assert _directive(hub, "proxy_send_timeout") == _directive(gateway, "proxy_send_timeout")
 
 
 def test_bucket_service_creates_the_private_bucket_named_in_the_env(compose, services):

@@ -20,9 +20,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from access.distribution.models import DownloadLink, WeightCopy, WeightFile
+from access.distribution.models import DownloadLink, WeightCopy, WeightFile, weight_file_format
 from access.distribution.storage import CHUNK_BYTES, weight_storage
 from inference.llama import fingerprint
+from inference.llama.hf_convert import HfCopy
 from inference.llama.torch_zip import Layout, MarkedFile, layout_from_json, layout_markable
 
 logger = logging.getLogger(__name__)
@@ -85,20 +86,48 @@ def _layout(file_id: int, file_sha256: str) -> Layout | None:
     return layout
 
 
+def _reader(storage_key: str):
+    return lambda start, length: weight_storage().read_range(storage_key, start, length)
+
+
 @lru_cache(maxsize=64)
 def _marked_file_cached(
     grant_id: int, master_key: bytes, file_id: int, file_name: str, file_sha256: str, storage_key: str
-) -> MarkedFile | None:
+) -> MarkedFile | HfCopy | None:
     # Keyed by everything its bytes follow from; storage is looked up at each read.
     layout = _layout(file_id, file_sha256)
     if layout is None:
         return None
+    if layout.kind == "safetensors":
+        return _hf_copy(grant_id, master_key, file_id, file_sha256, layout, storage_key)
     recipient = recipient_label(grant_id)
     return MarkedFile(
-        layout,
-        lambda tensor: fingerprint.tensor_key(master_key, recipient, file_name, tensor),
-        lambda start, length: weight_storage().read_range(storage_key, start, length),
+        layout, lambda tensor: fingerprint.tensor_key(master_key, recipient, file_name, tensor), _reader(storage_key)
     )
+
+
+def _hf_copy(grant_id, master_key, file_id, file_sha256, layout, storage_key) -> HfCopy | None:
+    """A transformers-layout shard as converted from the grant's own marked Meta shards (the same
+    marks in both layouts: two differently marked copies of one model in one pair of hands would
+    show where the marks are); None when the Meta shards it was converted from are no longer the
+    published ones (the gateway then refuses it: never an unmarked copy)."""
+    value = WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", flat=True).first() or {}
+    converted_from, n_heads = value.get("meta_shards") or {}, value.get("n_heads")
+    variant_id = WeightFile.objects.filter(pk=file_id).values_list("variant_id", flat=True).first()
+    shards = list(
+        WeightFile.objects.filter(variant_id=variant_id, name__in=list(converted_from), layout__isnull=False)
+        .order_by("name")
+    )
+    if not converted_from or not n_heads or {f.name: f.sha256 for f in shards} != converted_from:
+        return None
+    layouts, reads = [], []
+    for shard in shards:
+        marked = _marked_file_cached(grant_id, master_key, shard.pk, shard.name, shard.sha256, shard.storage_key)
+        if marked is None:
+            return None
+        layouts.append(marked.layout)
+        reads.append(marked.read)
+    return HfCopy(layout, _reader(storage_key), layouts, reads, n_heads=int(n_heads))
 
 
 def copy_marked_file(
@@ -138,8 +167,23 @@ def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, Weight
     if not grant.variant.fingerprint:
         return {}
     copies = {}
+    # Meta's shards first: a transformers-layout shard is made from the grant's Meta copies, with
+    # their key.
+    files = sorted(files, key=lambda f: (weight_file_format(f.name) != "meta", f.name))
     for weight_file in files:
         if not weight_file.layout or not layout_markable(layout_from_json(weight_file.layout)):
+            continue
+        if weight_file_format(weight_file.name) == "hf":
+            meta_copies = [copy for copy in copies.values() if weight_file_format(copy.file.name) == "meta"]
+            if not meta_copies:
+                continue  # the Meta shards carry no marks: the transformers files go as published
+            key_id = meta_copies[0].key_id
+            copy = WeightCopy.objects.filter(
+                grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
+            ).first() or WeightCopy.objects.create(
+                grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
+            )  # fmt: skip
+            copies[weight_file.pk] = copy
             continue
         # The grant's copy of this file version, whatever key is current now, while its key is
         # listed: two differently marked copies in one pair of hands show where the marks are.

@@ -3,10 +3,9 @@ reviewers' page): read the suspect (Meta's or transformers' layout, any float dt
 single files), cut it as the original's shards were, score every grant ever issued for the
 variant with the key its copies were marked with, and record the identification in the audit log.
 
-Copies of the transformers-layout files (hf/, issue 18) carry their own marks, in their own
-tensors' coordinates: the suspect is also put in transformers' layout (the q/k rows reordered,
-a lossless step) and faced with those files, and each grant is scored apart for each layout, so
-a leak of either names its source without one diluting the other.
+A recipient's transformers-layout copy (hf/, issue 18) is made from their marked Meta copy, so
+it carries the same marks: a suspect in that layout is read back into Meta's and scored the same
+way.
 
 An exact copy is named by its sha256 alone, from the recorded checksums of every copy served.
 """
@@ -16,25 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from django.db import transaction
 
 from access.audit.services import audit_event_record
 from access.catalog.models import ModelVariant
 from access.distribution.fingerprints import fingerprint_key_current, fingerprint_master_key, recipient_label
-from access.distribution.models import FORMATS, HF_FOLDER, WeightCopy, WeightFile, weight_file_format
+from access.distribution.models import HF_FOLDER, WeightCopy, WeightFile
 from access.distribution.storage import CHUNK_BYTES, StorageError, weight_storage
 from access.grants.models import Grant
 from inference.llama import fingerprint
 from inference.llama.errors import CheckpointError
-from inference.llama.hf_convert import META_TO_HF, META_TOP_TO_HF, meta_to_hf_qk
 from inference.llama.suspect import shard_slices, suspect_read
-from inference.llama.torch_zip import layout_from_json
 
 THRESHOLD = 10.0
 
@@ -108,21 +104,12 @@ def _exact_copies(paths: list[Path], variant: ModelVariant) -> list[dict]:
     return found
 
 
-def _local_copy(storage, weight_file: WeightFile, folder: Path) -> Path:
-    if storage.name == "local":
-        return storage.path(weight_file.storage_key)
-    source = folder / weight_file.name.replace("/", "_")
-    storage.get_file(weight_file.storage_key, source)
-    return source
-
-
 def _original_shards(variant: ModelVariant, folder: Path) -> tuple[list[WeightFile], list[dict]]:
     """The variant's published Meta shards (those with a layout, so marked), loaded as float16 tensors."""
     shards = list(
-        WeightFile.objects.filter(variant=variant, layout__isnull=False)
-        .exclude(name__startswith=HF_FOLDER)
+        WeightFile.objects.filter(variant=variant, layout__isnull=False).exclude(name__startswith=HF_FOLDER)
         .order_by("name")
-    )
+    )  # fmt: skip
     if not shards:
         raise IdentifyError(
             f"{variant.slug} has no published weight shards that carry fingerprints: publish its weights "
@@ -130,62 +117,13 @@ def _original_shards(variant: ModelVariant, folder: Path) -> tuple[list[WeightFi
         )
     storage, states = weight_storage(), []
     for shard in shards:
-        states.append(torch.load(_local_copy(storage, shard, folder), map_location="cpu", weights_only=True, mmap=True))
+        if storage.name == "local":
+            source = storage.path(shard.storage_key)
+        else:
+            source = folder / shard.name
+            storage.get_file(shard.storage_key, source)
+        states.append(torch.load(source, map_location="cpu", weights_only=True, mmap=True))
     return shards, states
-
-
-_HF_NAME_TO_META = {hf: meta for meta, hf in META_TOP_TO_HF.items()}
-
-
-def _meta_name(hf_name: str) -> str | None:
-    if hf_name in _HF_NAME_TO_META:
-        return _HF_NAME_TO_META[hf_name]
-    layer, _, rest = hf_name.removeprefix("model.layers.").partition(".")
-    if hf_name.startswith("model.layers.") and layer.isdigit():
-        meta = next((m for m, h in META_TO_HF.items() if h == rest), None)
-        return f"layers.{layer}.{meta}" if meta else None
-    return None
-
-
-class _HfFacing(Mapping):
-    """The suspect's tensors in transformers' layout, named "<hf file>:<tensor>", each made when
-    asked for (a reordered q/k is a copy: one at a time keeps memory at one tensor's)."""
-
-    def __init__(self, suspect: dict[str, torch.Tensor], where: dict[str, tuple[str, str]], n_heads: int):
-        self._suspect, self._where, self._n_heads = suspect, where, n_heads
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        meta = self._where[key][1]
-        tensor = self._suspect[meta]
-        if meta.endswith(("attention.wq.weight", "attention.wk.weight")):
-            tensor = meta_to_hf_qk(tensor, self._n_heads)
-        return tensor.numpy()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-
-def _hf_originals(variant: ModelVariant, folder: Path, suspect: dict[str, torch.Tensor], n_heads: int):
-    """The published transformers-layout shards' float16 matrices (memory-mapped) and the
-    suspect's tensors facing them, both keyed "<hf file>:<tensor>"."""
-    storage, original, where = weight_storage(), {}, {}
-    files = WeightFile.objects.filter(variant=variant, layout__isnull=False, name__startswith=HF_FOLDER)
-    for weight_file in files.order_by("name"):
-        layout, path = layout_from_json(weight_file.layout), None
-        for span in layout.tensors:
-            meta = _meta_name(span.name)
-            faced = suspect.get(meta) if meta else None
-            if span.dtype != "float16" or faced is None or tuple(faced.shape) != tuple(span.shape):
-                continue
-            path = path or _local_copy(storage, weight_file, folder)
-            offset = layout.entries[span.entry].data_offset + span.storage_offset * span.element_size
-            name = f"{weight_file.name}:{span.name}"
-            original[name] = np.memmap(path, dtype="<f2", mode="r", offset=offset, shape=span.shape)
-            where[name] = (weight_file.name, meta)
-    return original, _HfFacing(suspect, where, n_heads)
 
 
 def _n_heads(variant: ModelVariant) -> int:
@@ -199,11 +137,11 @@ def _n_heads(variant: ModelVariant) -> int:
 
 
 def _candidates(
-    variant: ModelVariant, files: list[WeightFile], missing: set[str], formats: tuple[str, ...] = ("meta",)
-) -> dict[str, tuple[Grant, Callable[[str], bytes | None]]]:
+    variant: ModelVariant, files: list[WeightFile], missing: set[str]
+) -> dict[str, tuple[Grant, Callable[[str], bytes]]]:
     """Every grant ever issued for the variant, once per master key its copies were marked with
-    (the current key for a grant that never downloaded) and per layout of its copies; ids of keys
-    no longer in FINGERPRINT_KEYS are added to ``missing``."""
+    (the current key for a grant that never downloaded); ids of keys no longer in
+    FINGERPRINT_KEYS are added to ``missing``."""
     key_ids: dict[int, set[str]] = {}
     for grant_id, key_id in WeightCopy.objects.filter(file__in=files).values_list("grant_id", "key_id").distinct():
         key_ids.setdefault(grant_id, set()).add(key_id)
@@ -217,33 +155,12 @@ def _candidates(
                 continue
             recipient = recipient_label(grant.pk)
 
-            for file_format in formats:
+            def key_of(name: str, master=master, recipient=recipient) -> bytes:
+                file_name, tensor = name.split(":", 1)
+                return fingerprint.tensor_key(master, recipient, file_name, tensor)
 
-                def key_of(name: str, master=master, recipient=recipient, file_format=file_format) -> bytes | None:
-                    file_name, tensor = name.split(":", 1)
-                    if weight_file_format(file_name) != file_format:
-                        return None  # scored apart: a copy in one layout carries no other layout's marks
-                    return fingerprint.tensor_key(master, recipient, file_name, tensor)
-
-                out[f"{grant.pk}:{key_id}:{file_format}"] = (grant, key_of)
+            out[f"{grant.pk}:{key_id}"] = (grant, key_of)
     return out
-
-
-class _Joined(Mapping):
-    """Two mappings read as one (their keys do not overlap)."""
-
-    def __init__(self, first: Mapping, second: Mapping):
-        self._first, self._second = first, second
-
-    def __getitem__(self, key):
-        return self._first[key] if key in self._first else self._second[key]
-
-    def __iter__(self):
-        yield from self._first
-        yield from self._second
-
-    def __len__(self) -> int:
-        return len(self._first) + len(self._second)
 
 
 def fingerprint_identify(
@@ -282,13 +199,8 @@ def fingerprint_identify(
             raise IdentifyError(
                 f"{path} has no tensor of {variant.slug}'s shapes: is it a copy of another model or size?"
             )
-        hf_original, hf_faced = _hf_originals(variant, Path(temp), suspect_state, _n_heads(variant))
-        original |= hf_original
-        faced = _Joined(faced, hf_faced)
         missing: set[str] = set()
-        hf_files = list(WeightFile.objects.filter(variant=variant, name__startswith=HF_FOLDER, layout__isnull=False))
-        formats = FORMATS if hf_original else ("meta",)
-        candidates = _candidates(variant, shards + hf_files, missing, formats)
+        candidates = _candidates(variant, shards, missing)
         found = fingerprint.identify(
             original, faced, {label: key_of for label, (_, key_of) in candidates.items()}, threshold=THRESHOLD
         )

@@ -259,6 +259,8 @@ def weights_publish(
     formats = formats_parse(formats)
     source_dir = Path(source_dir)
     sources = [(source.name, source) for source in weights_source_files(source_dir)]
+    if "hf" not in formats:
+        _stale_conversion_check(variant, sources)
     with tempfile.TemporaryDirectory(prefix="publish-") as temp:
         if "hf" in formats:
             sources += _hf_convert(source_dir, Path(temp) / "hf", convert_progress)
@@ -268,13 +270,33 @@ def weights_publish(
         return _sources_publish(variant, source_dir, sources, formats, checklist, checklist_of, actor, progress_factory)
 
 
+def _stale_conversion_check(variant: ModelVariant, sources: list[tuple[str, Path]]) -> None:
+    """Publishing Meta's layout alone must not change the shards a published transformers-layout
+    set was converted from: it would then be another model's (and recipients' transformers
+    copies, made from their Meta copies, could not be made)."""
+    converted = WeightFile.objects.filter(variant=variant, name__startswith=HF_FOLDER).exists()
+    if not converted:
+        return
+    current = dict(WeightFile.objects.filter(variant=variant).values_list("name", "sha256"))
+    changed = [
+        name for name, source in sources
+        if SHARD_PATTERN.fullmatch(name) and _file_hashes(source, lambda n: None)[1] != current.get(name)
+    ]  # fmt: skip
+    if changed:
+        raise WeightsPublishError(
+            f"{', '.join(changed)} differ from the published shards, and {variant.slug} is also published in "
+            "transformers' layout, converted from those: publish with --formats meta,hf so both change "
+            "together. Nothing was changed."
+        )
+
+
 def _hf_convert(source_dir: Path, out_dir: Path, progress) -> list[tuple[str, Path]]:
     from inference.llama.errors import CheckpointError
     from inference.llama.hf_convert import meta_to_hf
 
     try:
         written = meta_to_hf(source_dir, out_dir, progress=progress)
-    except (CheckpointError, KeyError, ValueError, RuntimeError, OSError) as exc:
+    except (CheckpointError, KeyError, ValueError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
         raise WeightsPublishError(f"{source_dir} cannot be converted to transformers' layout: {exc}") from exc
     return sorted((HF_FOLDER + path.name, path) for path in written)
 
@@ -307,6 +329,13 @@ def _sources_publish(
         for name, source in sources
     ]
     md5s = {f.name: f.md5 for f in published}
+    if "hf" in formats:
+        # What a recipient's transformers copy is made from: their copies of these Meta shards.
+        meta_shards = {f.name: f.sha256 for f in published if SHARD_PATTERN.fullmatch(f.name)}
+        n_heads = json.loads((source_dir / PARAMS).read_text())["n_heads"]
+        for name, layout in layouts.items():
+            if layout is not None and HF_SHARD_PATTERN.fullmatch(name):
+                layout |= {"meta_shards": meta_shards, "n_heads": n_heads}
     checklist.write_text("".join(f"{md5s[name]}  {name}\n" for name in sorted(checklist_of)))
     published.append(
         _file_publish(

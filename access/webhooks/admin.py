@@ -3,6 +3,8 @@ and the delivery log (each message's status, attempts and answers) with manual r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -30,9 +32,27 @@ class WebhookEndpointForm(forms.ModelForm):
 
     def clean_url(self):
         url = self.cleaned_data["url"]
-        if urlsplit(url).scheme not in ("http", "https"):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
             raise forms.ValidationError("Use an http:// or https:// URL.")
+        try:
+            parts.port  # noqa: B018  (raises for a port out of range)
+            (parts.hostname or "").encode("idna")
+        except (ValueError, UnicodeError) as exc:
+            raise forms.ValidationError(f"This URL cannot be used: {exc}.") from exc
         return url
+
+    def clean_secret(self):
+        secret = self.cleaned_data["secret"].strip()
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (ValueError, binascii.Error):
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise forms.ValidationError(
+                "Use whsec_ and 24 to 64 bytes in base64 (the default is a fresh one); a weaker key could be guessed."
+            )
+        return secret
 
     def clean(self):
         cleaned = super().clean()
@@ -46,9 +66,6 @@ class WebhookEndpointForm(forms.ModelForm):
                 "url",
                 f"{host} is a loopback, private or reserved address: tick 'Allow private network' to deliver there.",
             )
-        secret = cleaned.get("secret") or ""
-        if not secret.startswith("whsec_") or len(secret) < 30:
-            self.add_error("secret", "Use a secret of the form whsec_ and base64 (the default is a fresh one).")
         return cleaned
 
 

@@ -34,13 +34,41 @@ class PostResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to an IPv4 host: mapped (::ffff:a.b.c.d), 6to4
+    (2002::/16), Teredo's client, NAT64 (64:ff9b::/96, 64:ff9b:1::/48), IPv4-compatible (::a.b.c.d)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in network for network in (*_NAT64, _IPV4_COMPATIBLE)):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(address: str) -> bool:
     """Public unicast addresses only: not loopback, private, link-local, shared (100.64/10),
-    multicast, reserved or unspecified (an IPv4-mapped IPv6 address is judged as its IPv4)."""
+    multicast, reserved or unspecified; an IPv6 address that carries an IPv4 one (mapped, 6to4,
+    Teredo, NAT64, IPv4-compatible) is judged by that IPv4 address too."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    candidates = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)) is not None:
+        candidates.append(embedded)
+    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
+
+
+def _host_ascii(host: str) -> str:
+    """The host as it goes on the wire (an internationalised name in IDNA's ASCII form)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise AddressRefused(f"{host!r} is not a valid host name ({exc}).") from exc
 
 
 def endpoint_address(url: str, *, allow_private: bool) -> str:
@@ -48,9 +76,12 @@ def endpoint_address(url: str, *, allow_private: bool) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AddressRefused(f"{url!r} is not an http(s) URL.")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise AddressRefused(f"{url!r} has an invalid port ({exc}).") from exc
+    try:
+        infos = socket.getaddrinfo(_host_ascii(parts.hostname), port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise AddressRefused(f"{parts.hostname} does not resolve ({exc.strerror}).") from exc
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
@@ -66,18 +97,18 @@ def endpoint_address(url: str, *, allow_private: bool) -> str:
 def webhook_post(url: str, body: bytes, headers: dict[str, str], *, address: str, timeout: float) -> PostResult:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    hostname = _host_ascii(parts.hostname)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     options = {"timeout": urllib3.Timeout(connect=min(timeout, 5.0), read=timeout), "retries": False, "maxsize": 1}
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
-            address, port, server_hostname=parts.hostname, assert_hostname=parts.hostname,
+            address, port, server_hostname=hostname, assert_hostname=hostname,
             ssl_context=ssl.create_default_context(), **options,
         )  # fmt: skip
     else:
         pool = urllib3.HTTPConnectionPool(address, port, **options)
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if ":" in (parts.hostname or ""):
-        host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    host += f":{parts.port}" if parts.port else ""
     started = time.monotonic()
     try:
         response = pool.urlopen(

@@ -62,45 +62,60 @@ def webhook_enqueue(delivery_ids: list[int], *, countdown: float = 0, manual: bo
             logger.exception("webhooks: could not queue delivery %s", delivery_id)
 
 
+def attempt_time_limit() -> float:
+    """Seconds one attempt may take in all (the task's hard limit): a receiver that trickles its
+    answer byte by byte resets each read's timeout, and a name lookup has none of its own."""
+    return 2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30
+
+
 def _claim(delivery_id: int, *, manual: bool) -> WebhookDelivery | None:
-    """Take a due delivery for one attempt (its next try is pushed past the attempt's end, so a
-    duplicate task finds it not due); None if it is not due, done, or gone."""
+    """Take a due delivery for one attempt (its next try is pushed past the attempt's longest
+    run, so a duplicate task or the sweep finds it not due); None if it is not due, done, or
+    gone. A manual redelivery takes it whatever its state, and leaves its schedule alone."""
+    if manual:
+        return WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
     now = timezone.now()
-    lease = now + dt.timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + 60)
-    due = Q(pk=delivery_id)
-    if not manual:
-        due &= Q(status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__lte=now)
+    lease = now + dt.timedelta(seconds=attempt_time_limit() + 60)
+    due = Q(pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__lte=now)
     if not WebhookDelivery.objects.filter(due).update(next_attempt_at=lease):
         return None
     return WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
 
 
+def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str, int, bool]:
+    """One POST: (status code, error, answer excerpt, milliseconds, final: retrying cannot help)."""
+    endpoint = delivery.endpoint
+    if not endpoint.is_active:
+        return None, "the endpoint is inactive", "", 0, True
+    body = delivery.body.encode()
+    try:
+        address = endpoint_address(endpoint.url, allow_private=endpoint.allow_private_network)
+        headers = webhook_headers(endpoint.secret, delivery.message_id, int(time.time()), body)
+    except AddressRefused as exc:
+        return None, str(exc)[:500], "", 0, True
+    except (ValueError, TypeError) as exc:  # a secret that is not base64, say: the admin must fix it
+        return None, f"cannot sign: {exc}"[:500], "", 0, True
+    result = webhook_post(endpoint.url, body, headers, address=address, timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+    return result.status_code, result.error, result.excerpt, result.duration_ms, False
+
+
 def webhook_attempt(delivery_id: int, *, manual: bool = False) -> WebhookDelivery | None:
     """POST the message once and record the attempt; schedule the next try after a failure
-    while tries remain (WEBHOOK_MAX_ATTEMPTS), else mark it failed. None: nothing was due."""
+    while tries remain (WEBHOOK_MAX_ATTEMPTS), else mark it failed. A manual redelivery is one
+    more try that never takes away the automatic ones, nor a delivery. None: nothing was due."""
     delivery = _claim(delivery_id, manual=manual)
     if delivery is None:
         return None
-    endpoint = delivery.endpoint
-    body = delivery.body.encode()
     started = timezone.now()
-    if not endpoint.is_active:
-        status_code, error, excerpt, duration_ms, final = None, "the endpoint is inactive", "", 0, True
-    else:
-        try:
-            address = endpoint_address(endpoint.url, allow_private=endpoint.allow_private_network)
-        except AddressRefused as exc:
-            status_code, error, excerpt, duration_ms, final = None, str(exc)[:500], "", 0, True
-        else:
-            headers = webhook_headers(endpoint.secret, delivery.message_id, int(time.time()), body)
-            result = webhook_post(
-                endpoint.url, body, headers, address=address, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
-            )
-            status_code, error, excerpt = result.status_code, result.error, result.excerpt
-            duration_ms = result.duration_ms
-            final = False
+    try:
+        status_code, error, excerpt, duration_ms, final = _post(delivery)
+    except Exception as exc:  # whatever it was (the task's time limit too), it is logged, not lost
+        logger.exception("webhooks: attempt at %s failed", delivery.message_id)
+        status_code, error, excerpt, final = None, f"{type(exc).__name__}: {exc}"[:500], "", False
+        duration_ms = int((timezone.now() - started).total_seconds() * 1000)
     ok = status_code is not None and 200 <= status_code < 300
     with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
         WebhookAttempt.objects.create(
             delivery=delivery, attempted_at=started, status_code=status_code, error=error,
             response_excerpt=excerpt[:500], duration_ms=duration_ms, manual=manual,
@@ -108,14 +123,12 @@ def webhook_attempt(delivery_id: int, *, manual: bool = False) -> WebhookDeliver
         delivery.attempts += 1
         delivery.last_attempt_at, delivery.last_status_code, delivery.last_error = started, status_code, error
         if ok:
-            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, timezone.now()
-            delivery.next_attempt_at = None
-        elif final or manual or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
-            # A refused address or an inactive endpoint will not change by waiting; a manual
-            # redelivery is one try, the admin's.
-            if delivery.status != DeliveryStatus.DELIVERED:
-                delivery.status = DeliveryStatus.FAILED
-            delivery.next_attempt_at = None
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.DELIVERED, None
+            delivery.delivered_at = delivery.delivered_at or timezone.now()
+        elif delivery.status == DeliveryStatus.DELIVERED or manual:
+            pass  # a failed redelivery changes neither a delivery nor the automatic schedule
+        elif final or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
         else:
             delivery.status = DeliveryStatus.RETRYING
             delivery.next_attempt_at = timezone.now() + dt.timedelta(seconds=webhook_retry_delay(delivery.attempts))
@@ -124,7 +137,7 @@ def webhook_attempt(delivery_id: int, *, manual: bool = False) -> WebhookDeliver
             "next_attempt_at",
         ])  # fmt: skip
     logger.info(
-        "webhooks: %s %s to %s: %s (attempt %d)", delivery.event_type, delivery.message_id, endpoint.url,
+        "webhooks: %s %s to %s: %s (attempt %d)", delivery.event_type, delivery.message_id, delivery.endpoint.url,
         status_code or error, delivery.attempts,
     )  # fmt: skip
     return delivery

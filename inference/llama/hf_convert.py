@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -134,3 +135,132 @@ def hf_tokenizer_files(tokenizer_model: Path, out_dir: Path) -> list[Path]:
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     return [out_dir / "tokenizer.model", out_dir / "tokenizer_config.json", out_dir / "special_tokens_map.json"]
+
+
+# --- A recipient's transformers-layout copy, made from their Meta copy ----------------------------
+
+
+def meta_name_of(hf_name: str) -> str | None:
+    """The Meta name of a transformers tensor name (None for a name the conversion never writes)."""
+    top = {hf: meta for meta, hf in META_TOP_TO_HF.items()}
+    if hf_name in top:
+        return top[hf_name]
+    layer, _, rest = hf_name.removeprefix("model.layers.").partition(".")
+    if hf_name.startswith("model.layers.") and layer.isdigit():
+        meta = HF_TO_META.get(rest)
+        return f"layers.{layer}.{meta}" if meta else None
+    return None
+
+
+class HfCopy:
+    """A safetensors file of ``meta_to_hf``'s output as ``meta_to_hf`` would write it from other
+    bytes of the same Meta shards: a recipient's transformers copy made from their own marked Meta
+    copy, so the two layouts a recipient holds carry the same marks (diffing them shows nothing),
+    and identification needs only the Meta marks.
+
+    ``hf_layout``/``hf_read``: the published file's layout and bytes (its header is the copy's);
+    ``shard_layouts``/``shard_reads``: each Meta shard's layout and the recipient's bytes of it, in
+    rank order; every tensor of the file must come from float16 Meta tensors (what carries marks).
+    The same interface as torch_zip.MarkedFile, so the gateway serves it the same way."""
+
+    def __init__(self, hf_layout, hf_read, shard_layouts, shard_reads, n_heads: int):
+        self.layout, self._hf_read = hf_layout, hf_read
+        self._shard_reads, self._n_heads = shard_reads, n_heads
+        self._shard_spans = [{span.name: (layout, span) for span in layout.tensors} for layout in shard_layouts]
+        data = hf_layout.entries[next(iter(hf_layout.entries))]
+        self._data_offset = data.data_offset
+        self._spans = sorted(hf_layout.tensors, key=lambda span: span.storage_offset)
+        for span in self._spans:
+            meta = meta_name_of(span.name)
+            if meta is None or span.dtype != "float16":
+                raise CheckpointError(f"{span.name} is not a float16 tensor of the conversion.")
+            for spans in self._shard_spans[: 1 if split_dim(meta) is None else None]:
+                if meta not in spans or spans[meta][1].dtype != "float16":
+                    raise CheckpointError(f"{span.name}: the Meta shards hold no float16 {meta}.")
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    marked_bytes = 0  # the marks are the Meta copy's
+
+    def crcs(self) -> dict:
+        return {}  # a safetensors file holds no checksum
+
+    def crcs_known(self, crcs) -> None:
+        pass
+
+    def crcs_needed(self, start: int, stop: int) -> bool:
+        return False
+
+    def _meta_rows(self, rank: int, meta: str, first: int, stop: int) -> np.ndarray:
+        layout, span = self._shard_spans[rank][meta]
+        columns = span.numel // span.shape[0] if len(span.shape) > 1 else 1
+        base = layout.entries[span.entry].data_offset + span.storage_offset * 2
+        raw = self._shard_reads[rank](base + first * columns * 2, (stop - first) * columns * 2)
+        return np.frombuffer(raw, dtype="<u2").reshape(stop - first, columns)
+
+    def _merged_rows(self, meta: str, rows: int, first: int, stop: int) -> np.ndarray:
+        dim, count = split_dim(meta), len(self._shard_spans)
+        if dim is None or count == 1:
+            return self._meta_rows(0, meta, first, stop)
+        if dim == 1:
+            return np.hstack([self._meta_rows(rank, meta, first, stop) for rank in range(count)])
+        per_shard, parts = rows // count, []
+        for rank in range(first // per_shard, (stop - 1) // per_shard + 1):
+            lo, hi = max(first, rank * per_shard), min(stop, (rank + 1) * per_shard)
+            parts.append(self._meta_rows(rank, meta, lo - rank * per_shard, hi - rank * per_shard))
+        return np.vstack(parts)
+
+    def _tensor_rows(self, span, first: int, stop: int) -> np.ndarray:
+        """Rows first .. stop of the transformers tensor (a 1-D one: its elements), as uint16."""
+        meta = meta_name_of(span.name)
+        rows = span.shape[0]
+        if meta.endswith(("attention.wq.weight", "attention.wk.weight")):
+            # Transformers' row h*hd + k*half + j is Meta's row h*hd + 2j + k (meta_to_hf_qk).
+            per_head = rows // self._n_heads
+            half = per_head // 2
+            wanted = np.arange(first, stop)
+            within = wanted % per_head
+            meta_rows = wanted - within + 2 * (within % half) + within // half
+            lo, hi = int(meta_rows.min()), int(meta_rows.max()) + 1
+            return self._merged_rows(meta, rows, lo, hi)[meta_rows - lo]
+        return self._merged_rows(meta, rows, first, stop)
+
+    def read(self, start: int, length: int) -> bytes:
+        stop = min(start + max(length, 0), self.size)
+        if start >= stop:
+            return b""
+        out = bytearray()
+        if start < self._data_offset:
+            out += self._hf_read(start, min(stop, self._data_offset) - start)
+        for span in self._spans:
+            first_byte = self._data_offset + span.storage_offset * 2
+            last_byte = first_byte + span.numel * 2
+            lo, hi = max(start, first_byte), min(stop, last_byte)
+            if lo >= hi:
+                continue
+            columns = span.numel // span.shape[0] if len(span.shape) > 1 else 1
+            row_bytes = columns * 2
+            first_row, stop_row = (lo - first_byte) // row_bytes, -(-(hi - first_byte) // row_bytes)
+            block = self._tensor_rows(span, first_row, stop_row).tobytes()
+            skip = lo - first_byte - first_row * row_bytes
+            out += block[skip : skip + hi - lo]
+        return bytes(out)
+
+    def pieces(self, start: int, stop: int, read=None):
+        """As MarkedFile.pieces: the header as a run of the published file, the tensors as bytes
+        (1 MiB at a time)."""
+        stop = min(stop, self.size)
+        if start < self._data_offset:
+            yield (start, min(stop, self._data_offset))
+            start = min(stop, self._data_offset)
+        while start < stop:
+            block = self.read(start, min(1 << 20, stop - start))
+            if not block:
+                return
+            yield block
+            start += len(block)
+
+    def patched(self, start: int, original: bytes) -> bytes:
+        return self.read(start, len(original))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 import pickle
 import struct
@@ -259,15 +260,24 @@ def safetensors_layout(path: str | Path) -> Layout:
             continue
         try:
             dtype, element_size = _SAFETENSORS_DTYPES[value["dtype"]]
-            begin, end = (int(x) for x in value["data_offsets"])
-            shape = tuple(int(x) for x in value["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
+            offsets, shape = value["data_offsets"], value["shape"]
+        except (KeyError, TypeError) as exc:
             raise LayoutError(f"the header's entry for {name!r} is not a tensor's: {exc}") from exc
-        numel = int(np.prod(shape, dtype=np.int64))
-        if begin % element_size or end - begin != numel * element_size or end > entry.size:
+        exact = all(type(x) is int for x in [*offsets, *shape]) and len(offsets) == 2
+        if not exact or any(x < 0 for x in shape):
+            raise LayoutError(f"{name!r} has offsets or a shape that are not whole numbers of 0 or more.")
+        begin, end = offsets
+        numel = math.prod(shape)  # Python integers: no overflow
+        if not 0 <= begin <= end <= entry.size or begin % element_size or end - begin != numel * element_size:
             raise LayoutError(f"{name!r}'s data offsets do not fit its dtype and shape, or run past the file.")
-        start = begin // element_size
-        tensors.append(TensorSpan(str(name), SAFETENSORS_DATA, dtype, element_size, start, numel, shape))
+        tensors.append(TensorSpan(str(name), SAFETENSORS_DATA, dtype, element_size, begin // element_size, numel,
+                                  tuple(shape)))  # fmt: skip
+    at = 0
+    for span in sorted(tensors, key=lambda span: span.storage_offset * span.element_size):
+        start, stop = span.byte_range
+        if start < at:
+            raise LayoutError(f"{span.name!r} overlaps another tensor's data.")
+        at = stop
     return Layout(size, {SAFETENSORS_DATA: entry}, tensors, size, {}, "safetensors")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from access.distribution.models import FORMATS, WeightFile
 from access.distribution.publishing import WeightsPublishError, weights_publish
 from access.distribution.storage import weight_storage
 from inference.llama.checkpoint import load_llama
+from inference.llama.hf_convert import meta_to_hf
 from inference.llama.tokenizer import Tokenizer
 from portal.services import api_token_create
 from tests.access.distribution.served import served_bytes
@@ -88,6 +90,17 @@ def test_publishing_meta_again_keeps_the_transformers_files_and_bad_formats_are_
     variant, checkpoint = hf_published
     weights_publish(variant=variant, source_dir=checkpoint)
     assert WeightFile.objects.filter(variant=variant, name__startswith="hf/").count() == 7
+    # New Meta shards without their conversion would leave the transformers files another model's.
+    changed = checkpoint.parent / "changed"
+    shutil.copytree(checkpoint, changed)
+    tensors = torch.load(changed / "consolidated.00.pth", weights_only=True)
+    tensors["layers.0.attention.wq.weight"][0, 0] += 1
+    torch.save(tensors, changed / "consolidated.00.pth")
+    with pytest.raises(WeightsPublishError, match="publish with --formats meta,hf"):
+        weights_publish(variant=variant, source_dir=changed)
+    assert WeightFile.objects.get(variant=variant, name="consolidated.00.pth").sha256 == hashlib.sha256(
+        (checkpoint / "consolidated.00.pth").read_bytes()
+    ).hexdigest()
     with pytest.raises(WeightsPublishError, match="unknown format gguf"):
         weights_publish(variant=variant, source_dir=checkpoint, formats="meta,gguf")
     with pytest.raises(WeightsPublishError, match="must include meta"):
@@ -147,6 +160,10 @@ def test_the_transformers_shards_carry_the_recipients_fingerprint(
     assert got == served_bytes(shard) and got != _published(variant, shard.file.name)
     assert hashlib.sha256(got).hexdigest() == shard.copy.sha256
     assert (folder / "original" / "consolidated.00.pth").read_bytes() == served_bytes(links["consolidated.00.pth"])
+    # Both layouts carry the same marks: the transformers copy is exactly the researcher's Meta copy
+    # converted, so diffing the two shows nothing.
+    meta_to_hf(folder / "original", tmp_path / "converted")
+    assert (tmp_path / "converted" / "model-00001-of-00001.safetensors").read_bytes() == got
 
     # The leaked transformers copy, as a folder of its own (not named by its hash: cast to bfloat16).
     leak = tmp_path / "leak"

@@ -166,7 +166,10 @@ def test_loopback_and_private_addresses_are_refused_unless_an_admin_allows_them(
     assert delivered.status == DeliveryStatus.FAILED and "loopback, private or reserved" in delivered.last_error
     assert server.received == []
     for address in ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-                    "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "224.0.0.1"]:  # fmt: skip
+                    "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "224.0.0.1",
+                    # IPv6 addresses that carry a private IPv4 one: NAT64, 6to4, IPv4-compatible, Teredo
+                    "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b:1::a00:1", "2002:a9fe:a9fe::1",
+                    "::127.0.0.1", "2001:0:4136:e378:8000:63bf:f5ff:fffe"]:  # fmt: skip
         assert not address_allowed(address), address
     assert address_allowed("8.8.8.8") and address_allowed("2606:4700:4700::1111")
 
@@ -176,6 +179,50 @@ def test_loopback_and_private_addresses_are_refused_unless_an_admin_allows_them(
     form = WebhookEndpointForm(data={"url": "ftp://hooks.lab.example/", "events": ["grant.revoked"],
                                      "is_active": True, "secret": "whsec_" + "B" * 44})  # fmt: skip
     assert not form.is_valid()
+    for url, secret in [
+        ("https://hooks.lab.example:99999/", "whsec_" + "B" * 44),  # no such port
+        ("https://hooks.lab.example/", "whsec_" + "!" * 30),  # not base64: an empty key anyone could sign with
+        ("https://hooks.lab.example/", "whsec_" + "QUFB" * 4),  # 12 bytes: too short a key
+    ]:
+        form = WebhookEndpointForm(data={"url": url, "events": ["grant.revoked"], "is_active": True, "secret": secret})
+        assert not form.is_valid(), (url, secret)
+    good = WebhookEndpointForm(data={"url": "https://пример.рф/hooks", "events": ["grant.revoked"], "is_active": True,
+                                     "secret": "whsec_" + "B" * 44})  # fmt: skip
+    assert good.is_valid(), good.errors
+
+
+def test_an_endpoint_that_cannot_be_used_fails_at_once_with_the_reason_logged(grant, reviewer):
+    # Saved around the form (the admin's form refuses these), each would otherwise never be tried.
+    broken = [
+        WebhookEndpoint.objects.create(url="https://hooks.lab.example:99999/", allow_private_network=True),
+        WebhookEndpoint.objects.create(url="https://hooks.lab.example/", secret="whsec_a", allow_private_network=True),
+    ]
+    grant_suspend(grant=grant, actor=reviewer, reason="Looking into a report.")
+    for endpoint in broken:
+        delivery = webhook_attempt(WebhookDelivery.objects.get(endpoint=endpoint).pk)
+        assert delivery.status == DeliveryStatus.FAILED and delivery.last_error, endpoint.url
+        assert delivery.attempt_log.count() == 1 and delivery.next_attempt_at is None
+
+
+def test_a_failed_redelivery_takes_away_neither_the_retries_nor_a_delivery(grant, reviewer, receiver, settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 30
+    server = receiver(answers=[500, 500])
+    WebhookEndpoint.objects.create(url=server.url, allow_private_network=True)
+    grant_suspend(grant=grant, actor=reviewer, reason="Looking into a report.")
+    delivery = webhook_attempt(WebhookDelivery.objects.get().pk)
+    assert delivery.status == DeliveryStatus.RETRYING
+    scheduled = delivery.next_attempt_at
+
+    redelivered = webhook_attempt(delivery.pk, manual=True)  # answered 500 too
+    assert (redelivered.status, redelivered.next_attempt_at, redelivered.attempts) == (
+        DeliveryStatus.RETRYING, scheduled, 2
+    )  # fmt: skip
+    webhook_attempt(delivery.pk, manual=True)  # 200 now
+    delivered = WebhookDelivery.objects.get()
+    assert delivered.status == DeliveryStatus.DELIVERED and delivered.next_attempt_at is None
+    server.answers = [503]
+    again = webhook_attempt(delivery.pk, manual=True)
+    assert again.status == DeliveryStatus.DELIVERED and again.delivered_at == delivered.delivered_at
 
 
 # --- With a real Celery worker ------------------------------------------------------------------
