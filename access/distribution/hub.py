@@ -4,7 +4,8 @@
 ``<family slug>/<variant slug>``.
 
 Only reading, over plain HTTP (no Xet headers). A published variant has one revision: a 40-hex
-sha of its files' names and sha256s, also reachable as ``main``. When the variant is published
+sha of its files' names and sha256s (and of the grant, when its copies are fingerprinted), also
+reachable as ``main``. When the variant is published
 in transformers' layout too (``publish_weights --formats meta,hf``), the repo looks like Meta's
 Llama 3 repos on the Hub: the transformers files at the top (``from_pretrained`` loads them) and
 Meta's checkpoint under ``original/``; otherwise Meta's files are at the top. Every file goes through the
@@ -66,10 +67,14 @@ def _user(request):
     return token.user if token is not None else None
 
 
-def _revision_sha(variant: ModelVariant, files: list[WeightFile]) -> str:
-    """The variant's one published revision: a 40-hex digest of its files as published now."""
+def _revision_sha(variant: ModelVariant, files: list[WeightFile], grant: Grant) -> str:
+    """The variant's one published revision for this grant: a 40-hex digest of its files as
+    published now and, when fingerprints are on, of the grant, since its copy's bytes are its own.
+    The client caches files by revision: one revision for everyone would let a cache shared by
+    two researchers hand one the other's marked copy."""
     listing = "\n".join(f"{f.name} {f.sha256}" for f in sorted(files, key=lambda f: f.name))
-    return hashlib.sha1(f"{variant.slug}\n{listing}".encode(), usedforsecurity=False).hexdigest()
+    recipient = f"\ngrant {grant.pk}" if variant.fingerprint else ""
+    return hashlib.sha1(f"{variant.slug}\n{listing}{recipient}".encode(), usedforsecurity=False).hexdigest()
 
 
 class _Repo:
@@ -88,7 +93,6 @@ def _repo(request, namespace: str, name: str, revision: str) -> _Repo | HttpResp
     files = list(WeightFile.objects.filter(variant=variant).order_by("name")) if variant else []
     if variant is None or not files:
         return _refusal(404, "RepoNotFound", f"There is no model {repo_id} with published weights on this portal.")
-    sha = _revision_sha(variant, files)
     user = _user(request)
     if user is None:
         return _refusal(
@@ -108,6 +112,7 @@ def _repo(request, namespace: str, name: str, revision: str) -> _Repo | HttpResp
             else f"You have no access to {variant.name}: apply for it on the portal; each request is reviewed."
         )
         return _refusal(403, "GatedRepo", message)
+    sha = _revision_sha(variant, files, grant)
     if revision not in (MAIN, sha):
         return _refusal(
             404, "RevisionNotFound", f"{repo_id} has one revision, '{MAIN}' ({sha}); {revision!r} is not it."

@@ -213,3 +213,19 @@ def test_the_client_resumes_a_dropped_download_with_a_range(
     # The client asked only for the rest, from the bytes it had kept.
     assert len(ranges) == 1 and ranges[0].startswith("bytes=") and ranges[0].endswith("-")
     assert 0 < int(ranges[0][len("bytes=") : -1]) <= 60_000
+
+
+def test_each_recipient_has_a_revision_of_their_own_so_a_shared_cache_never_mixes_copies(
+    hub, grant, researcher, outsider, reviewer, active_grant_make, tmp_path
+):
+    other = active_grant_make(user=outsider, variant=grant.variant, reviewer=reviewer)
+    shared_cache = tmp_path / "one-cache-for-both"
+    mine = Path(hf_hub_download(REPO, "consolidated.00.pth", endpoint=hub, token=_token(researcher),
+                                cache_dir=shared_cache))  # fmt: skip
+    theirs = Path(hf_hub_download(REPO, "consolidated.00.pth", endpoint=hub, token=_token(outsider),
+                                  cache_dir=shared_cache))  # fmt: skip
+
+    assert mine.read_bytes() != theirs.read_bytes()  # each got their own marked copy
+    link = bundle_current(other).links.select_related("file", "copy").get(file__name="consolidated.00.pth")
+    assert theirs.read_bytes() == served_bytes(link)
+    assert DownloadEvent.objects.filter(grant=other, counted=True, file__name="consolidated.00.pth").exists()
