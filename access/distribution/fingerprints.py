@@ -111,9 +111,11 @@ def _hf_copy(grant_id, master_key, file_id, file_sha256, layout, storage_key) ->
     marks in both layouts: two differently marked copies of one model in one pair of hands would
     show where the marks are); None when the Meta shards it was converted from are no longer the
     published ones (the gateway then refuses it: never an unmarked copy)."""
-    value = WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", flat=True).first() or {}
+    value, variant_id = (
+        WeightFile.objects.filter(pk=file_id, sha256=file_sha256).values_list("layout", "variant_id").first()
+        or ({}, None)
+    )
     converted_from, n_heads = value.get("meta_shards") or {}, value.get("n_heads")
-    variant_id = WeightFile.objects.filter(pk=file_id).values_list("variant_id", flat=True).first()
     shards = list(
         WeightFile.objects.filter(variant_id=variant_id, name__in=list(converted_from), layout__isnull=False)
         .order_by("name")
@@ -167,23 +169,17 @@ def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, Weight
     if not grant.variant.fingerprint:
         return {}
     copies = {}
-    # Meta's shards first: a transformers-layout shard is made from the grant's Meta copies, with
-    # their key.
+    meta_key_id = None  # the key of the grant's Meta copies, which its transformers copies are made from
+    # Meta's shards first: a transformers-layout shard is made from the grant's Meta copies.
     files = sorted(files, key=lambda f: (weight_file_format(f.name) != "meta", f.name))
     for weight_file in files:
         if not weight_file.layout or not layout_markable(layout_from_json(weight_file.layout)):
             continue
         if weight_file_format(weight_file.name) == "hf":
-            meta_copies = [copy for copy in copies.values() if weight_file_format(copy.file.name) == "meta"]
-            if not meta_copies:
-                continue  # the Meta shards carry no marks: the transformers files go as published
-            key_id = meta_copies[0].key_id
-            copy = WeightCopy.objects.filter(
-                grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
-            ).first() or WeightCopy.objects.create(
-                grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=key_id
-            )  # fmt: skip
-            copies[weight_file.pk] = copy
+            if meta_key_id is not None:  # else the Meta shards carry no marks: these go as published
+                copies[weight_file.pk], _ = WeightCopy.objects.get_or_create(
+                    grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=meta_key_id
+                )
             continue
         # The grant's copy of this file version, whatever key is current now, while its key is
         # listed: two differently marked copies in one pair of hands show where the marks are.
@@ -196,6 +192,7 @@ def weight_copies_for_bundle(grant, files: list[WeightFile]) -> dict[int, Weight
             grant=grant, file=weight_file, file_sha256=weight_file.sha256, key_id=fingerprint_key_current()
         )  # fmt: skip
         copies[weight_file.pk] = copy
+        meta_key_id = meta_key_id or copy.key_id
     return copies
 
 
@@ -259,8 +256,8 @@ def bundle_has_marked_links(bundle_id: int) -> bool:
 
 def recipient_checklist(bundle_id: int, links: list[DownloadLink] | None = None) -> bytes | None:
     """The bundle's own checklist.chk (md5sum format, as published, one line per other file of
-    Meta's layout) with
-    each marked file's md5 the recipient's copy's; None when no link of the bundle is marked.
+    Meta's layout) with each marked file's md5 the recipient's copy's; None when no link of the
+    bundle is marked.
     Raises ChecksumsPreparing while any copy's checksums are being computed."""
     if links is None:  # else: the bundle's links with their files and copies, already loaded
         links = list(
@@ -271,7 +268,7 @@ def recipient_checklist(bundle_id: int, links: list[DownloadLink] | None = None)
     lines = []
     for link in links:
         # Meta's checklist.chk lists the files of its folder; the hf/ set has its sha256s elsewhere.
-        if link.file.name == CHECKLIST or "/" in link.file.name:
+        if link.file.name == CHECKLIST or weight_file_format(link.file.name) != "meta":
             continue
         if link.copy_id is not None and link.copy.file_sha256 != link.file.sha256:
             raise CopyOutdated()

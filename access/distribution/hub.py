@@ -5,11 +5,11 @@
 
 Only reading, over plain HTTP (no Xet headers). A published variant has one revision: a 40-hex
 sha of its files' names and sha256s (and of the grant, when its copies are fingerprinted), also
-reachable as ``main``. When the variant is published
-in transformers' layout too (``publish_weights --formats meta,hf``), the repo looks like Meta's
-Llama 3 repos on the Hub: the transformers files at the top (``from_pretrained`` loads them) and
-Meta's checkpoint under ``original/``; otherwise Meta's files are at the top. Every file goes through the
-grant's live download link (made when there is none), so it is checked, counted and logged as a
+reachable as ``main``. When the variant is published in transformers' layout too
+(``publish_weights --formats meta,hf``), the repo looks like Meta's Llama 3 repos on the Hub: the
+transformers files at the top (``from_pretrained`` loads them) and Meta's checkpoint under
+``original/``; otherwise Meta's files are at the top. Every file goes through the grant's live
+download link (made when there is none), so it is checked, counted and logged as a
 ``/dl/`` download is, with the leak rule and the recipient's own fingerprinted bytes; revocation
 stops it at once. Refusals carry ``X-Error-Code`` (``RepoNotFound``, ``GatedRepo``,
 ``RevisionNotFound``, ``EntryNotFound``) and ``X-Error-Message``, from which the client raises

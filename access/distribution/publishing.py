@@ -10,8 +10,9 @@ has the same size and sha256 is hashed but not uploaded again.
 With ``formats`` including ``hf`` the variant is also published in transformers' layout
 (``inference.llama.hf_convert``: config, sharded safetensors with their index, tokenizer files),
 converted shard by shard into a temporary folder and stored under ``hf/`` as a second file set of
-the same variant: the downloads page, download.sh (``--format hf``) and the hub endpoint offer it,
-and its safetensors shards carry each recipient's fingerprint as the Meta shards do.
+the same variant: the downloads page, download.sh (``--format hf``) and the hub endpoint offer it.
+A recipient's copy of its safetensors shards is made from their marked Meta shards
+(``access.distribution.fingerprints``), so both layouts carry the same marks.
 """
 
 from __future__ import annotations

@@ -660,8 +660,8 @@ def _folder_checklist(request, bundle, *, name: str, only: set[str] | None = Non
         return refusal
     entries = [
         entry for entry in manifest["files"]
-        if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude and "/" not in entry["name"]
-        and (only is None or entry["name"] in only)
+        if entry["name"] != fingerprints.CHECKLIST and entry["name"] not in exclude
+        and weight_file_format(entry["name"]) == "meta" and (only is None or entry["name"] in only)
     ]  # fmt: skip
     body = "".join(f"{entry['md5']}  {entry['name']}\n" for entry in entries).encode()
     events.download_event_record(request=request, status_code=200, outcome="checklist", bundle=bundle)
